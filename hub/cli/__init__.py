@@ -1,0 +1,1 @@
+"""The ``glasplade`` command: thin entry points that parse, call the application, render."""

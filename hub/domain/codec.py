@@ -1,0 +1,107 @@
+"""Payload classes to and from plain dicts (Avro records, JSON), with one cached plan per class."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+from hub.domain import events as ev
+
+
+class PayloadError(ValueError):
+    """A payload dict does not fit its event type (missing or mistyped field)."""
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+@cache
+def _plan(cls: type) -> tuple[tuple[str, str], ...]:
+    """(field name, kind) per field; kind is one of: plain, date, datetime, address, tuple."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in dataclasses.fields(cls):
+        tp = _unwrap_optional(hints[f.name])
+        if tp is date:
+            kind = "date"
+        elif tp is datetime:
+            kind = "datetime"
+        elif tp is ev.Address:
+            kind = "address"
+        elif typing.get_origin(tp) is tuple:
+            kind = "tuple"
+        else:
+            kind = "plain"
+        plan.append((f.name, kind))
+    return tuple(plan)
+
+
+def _convert(kind: str, value: Any, from_text: bool) -> Any:
+    if value is None or kind == "plain":
+        return value
+    if kind == "date":
+        if isinstance(value, str) and from_text:
+            return date.fromisoformat(value)
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise PayloadError(f"expected a date, got {value!r}")
+        return value
+    if kind == "datetime":
+        if isinstance(value, str) and from_text:
+            return datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise PayloadError(f"expected a timestamp, got {value!r}")
+        return value
+    if kind == "address":
+        if isinstance(value, ev.Address):
+            return value
+        return payload_from_dict(ev.Address, value, from_text=from_text)
+    if kind == "tuple":
+        if not isinstance(value, list | tuple):
+            raise PayloadError(f"expected a list, got {value!r}")
+        return tuple(value)
+    raise AssertionError(kind)
+
+
+def payload_from_dict(cls: type, data: dict[str, Any], *, from_text: bool = False) -> Any:
+    """Build ``cls`` from a dict; ``from_text`` parses ISO dates (JSON input and stored state)."""
+    if not isinstance(data, dict):
+        raise PayloadError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    kwargs = {}
+    try:
+        for name, kind in _plan(cls):
+            if name in data:
+                kwargs[name] = _convert(kind, data[name], from_text)
+    except PayloadError as exc:
+        raise PayloadError(f"{cls.__name__}.{name}: {exc}") from None
+    except ValueError as exc:
+        raise PayloadError(f"{cls.__name__}.{name}: {exc}") from None
+    unknown = set(data) - {n for n, _ in _plan(cls)}
+    if unknown:
+        raise PayloadError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise PayloadError(f"{cls.__name__}: {exc}") from None
+
+
+def payload_to_dict(payload: Any) -> dict[str, Any]:
+    """Shallow-by-plan dict of a payload, nested Address as dict, tuples as lists."""
+    out = {}
+    for name, kind in _plan(type(payload)):
+        value = getattr(payload, name)
+        if kind == "address" and value is not None:
+            value = payload_to_dict(value)
+        elif kind == "tuple":
+            value = list(value)
+        out[name] = value
+    return out

@@ -1,0 +1,1 @@
+"""Ingest: source records -> validated canonical events -> the store, in batches."""

@@ -1,0 +1,62 @@
+"""Personal data at rest: pseudonyms for stream keys, AES-GCM for every stored payload.
+
+- ``person_key``: HMAC-SHA256 of the CPR (or substitute) number under the pseudonym key, 32 hex
+  characters. It is the person's stream key and index; without the key it cannot be reversed by
+  trying all CPR numbers.
+- ``source_key``: a keyed BLAKE2b digest of (source system, record id, version), the dedupe key.
+  Keyed because a record id can itself be a CPR number.
+- ``seal``/``open``: AES-256-GCM with a random 96-bit nonce; the stream id is bound as associated
+  data, so a payload copied to another stream fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+
+
+class DecryptionError(RuntimeError):
+    """A stored payload could not be decrypted: wrong data key, or the bytes were altered."""
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes):
+        if len(key) < 32:
+            raise ValueError("the pseudonym key must be at least 32 bytes")
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        self._blake_key = hashlib.sha256(b"glasplade-source-key" + key).digest()
+
+    def person_key(self, identifier: str) -> str:
+        h = self._hmac.copy()
+        h.update(identifier.encode())
+        return h.hexdigest()[:32]
+
+    def source_key(self, source_system: str, record_id: str, version: str) -> bytes:
+        return hashlib.blake2b(
+            f"{source_system}\x1f{record_id}\x1f{version}".encode(),
+            key=self._blake_key,
+            digest_size=16,
+        ).digest()
+
+
+class PayloadCipher:
+    def __init__(self, key: bytes):
+        if len(key) != 32:
+            raise ValueError("the data key must be 32 bytes (AES-256)")
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, associated: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, associated)
+
+    def open(self, sealed: bytes, associated: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
+        except InvalidTag:
+            raise DecryptionError("payload does not decrypt with the configured data key") from None

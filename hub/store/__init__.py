@@ -1,0 +1,1 @@
+"""The append-only event store: a contract, one recorder per backend, shared conformance tests."""

@@ -1,0 +1,167 @@
+"""EventStore: canonical events in, canonical events out; rows, crypto and streams inside."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from hub.domain import events as ev
+from hub.domain.codec import payload_from_dict
+from hub.domain.streams import person_stream_id, stream_id, stream_name
+from hub.personal_data import PayloadCipher, Pseudonymizer
+from hub.store.contract import (
+    AppendOutcome,
+    CursorUpdate,
+    DeadLetter,
+    EventRecorder,
+    EventRow,
+    StoredDeadLetter,
+    StoredRow,
+)
+
+_DEAD_LETTER_AD = b"glasplade-dead-letter"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventStore:
+    """The hub's one source of truth. Backends differ only in their ``EventRecorder``."""
+
+    def __init__(self, recorder: EventRecorder, pseudonymizer: Pseudonymizer,
+                 cipher: PayloadCipher, clock=_utcnow):
+        self.recorder = recorder
+        self.pseudonymizer = pseudonymizer
+        self.cipher = cipher
+        self.clock = clock
+
+    # --- writing --------------------------------------------------------------------------
+
+    def person_key(self, identifier: str) -> str:
+        return self.pseudonymizer.person_key(identifier)
+
+    def to_row(self, e: ev.CanonicalEvent) -> EventRow:
+        person_key = e.person_key
+        if person_key is None and e.person is not None:
+            person_key = self.pseudonymizer.person_key(e.person)
+        originator_id = stream_id(stream_name(e.payload, case_key=e.case_key,
+                                              person_key=person_key))
+        state = orjson.dumps({
+            "event_id": str(e.event_id),
+            "schema_version": e.schema_version,
+            "source_system": e.source_system,
+            "source_record_id": e.source_record_id,
+            "source_version": e.source_version,
+            "occurred_at": e.occurred_at,
+            "person": e.person,
+            "person_key": person_key,
+            "case_key": e.case_key,
+            "actor": e.actor,
+            "payload": e.payload,
+        })
+        return EventRow(
+            originator_id=originator_id,
+            topic=type(e.payload).__name__,
+            state=self.cipher.seal(state, originator_id.bytes),
+            source_system=e.source_system,
+            source_key=self.pseudonymizer.source_key(
+                e.source_system, e.source_record_id, e.source_version),
+            person_key=person_key,
+            case_key=e.case_key,
+            occurred_at=e.occurred_at,
+        )
+
+    def append(self, events: Sequence[ev.CanonicalEvent], *,
+               cursors: Sequence[CursorUpdate] = (),
+               dead_letters: Sequence[DeadLetter] = ()) -> AppendOutcome:
+        """Append events (skipping facts already recorded), cursors and dead letters atomically."""
+        rows = [self.to_row(e) for e in events]
+        sealed = [
+            DeadLetter(d.source_system, d.reason, self.cipher.seal(d.raw, _DEAD_LETTER_AD),
+                       d.source_record_id,
+                       self.pseudonymizer.source_key(d.source_system, "dead-letter",
+                                                     hashlib.sha256(d.raw).hexdigest()))
+            for d in dead_letters
+        ]
+        return self.recorder.append(rows, cursors, sealed, self.clock())
+
+    # --- reading --------------------------------------------------------------------------
+
+    def from_row(self, row: StoredRow) -> ev.CanonicalEvent:
+        d: dict[str, Any] = orjson.loads(self.cipher.open(row.state, row.originator_id.bytes))
+        cls = ev.PAYLOAD_TYPES[row.topic]
+        return ev.CanonicalEvent(
+            event_id=UUID(d["event_id"]),
+            source_system=d["source_system"],
+            source_record_id=d["source_record_id"],
+            source_version=d["source_version"],
+            occurred_at=datetime.fromisoformat(d["occurred_at"]),
+            payload=payload_from_dict(cls, d["payload"], from_text=True),
+            person=d["person"],
+            person_key=d["person_key"],
+            case_key=d["case_key"],
+            actor=d["actor"],
+            schema_version=d["schema_version"],
+            recorded_at=row.recorded_at,
+            position=row.position,
+        )
+
+    def read(self, after: int = 0, limit: int = 1000, types: Sequence[str] = ()
+             ) -> list[ev.CanonicalEvent]:
+        return [self.from_row(r) for r in self.recorder.rows_after(after, limit, types)]
+
+    def iter_events(self, after: int = 0, batch_size: int = 5000, types: Sequence[str] = ()
+                    ) -> Iterator[ev.CanonicalEvent]:
+        """Every event after ``after`` in global order, ``batch_size`` rows in memory at a time."""
+        while True:
+            rows = self.recorder.rows_after(after, batch_size, types)
+            if not rows:
+                return
+            for r in rows:
+                yield self.from_row(r)
+            after = rows[-1].position
+
+    def case_events(self, case_key: str) -> list[ev.CanonicalEvent]:
+        return [self.from_row(r) for r in self.recorder.rows_by(case_key=case_key)]
+
+    def person_events(self, identifier: str | None = None, *, person_key: str | None = None
+                      ) -> list[ev.CanonicalEvent]:
+        """All events about a person: their own stream and every event that names them."""
+        key = person_key or self.pseudonymizer.person_key(identifier or "")
+        return [self.from_row(r) for r in self.recorder.rows_by(person_key=key)]
+
+    def person_stream(self, person_key: str) -> list[ev.CanonicalEvent]:
+        return [self.from_row(r) for r in self.recorder.stream_rows(person_stream_id(person_key))]
+
+    def max_position(self) -> int:
+        return self.recorder.max_position()
+
+    def cursors(self, connector: str) -> dict[str, str]:
+        return self.recorder.cursors(connector)
+
+    def reset_cursors(self, connector: str, stream: str | None = None) -> int:
+        return self.recorder.reset_cursors(connector, stream)
+
+    def dead_letters(self, limit: int = 100, source_system: str | None = None
+                     ) -> list[StoredDeadLetter]:
+        """Dead letters with their raw record decrypted (for the integration team's review)."""
+        return [
+            StoredDeadLetter(d.id, d.source_system, d.source_record_id, d.reason,
+                             self.cipher.open(d.raw, _DEAD_LETTER_AD), d.recorded_at)
+            for d in self.recorder.dead_letters(limit, source_system)
+        ]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return self.recorder.dead_letter_counts()
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        return self.recorder.counts()
+
+    def close(self) -> None:
+        self.recorder.close()

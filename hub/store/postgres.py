@@ -1,0 +1,238 @@
+"""PostgreSQL backend: the eventsourcing library's application recorder, widened with index
+columns (source, dedupe key, person, case, two times) and a COPY-based batch append.
+
+The library's own ``insert_events``/``select_notifications`` keep working on the same table (the
+extra columns are nullable), so the library's recorder test cases run against this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlparse
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import PersistenceError
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.sql import SQL, Identifier
+
+from hub.store.contract import (
+    AppendOutcome,
+    CursorUpdate,
+    DeadLetter,
+    EventRecorder,
+    EventRow,
+    StoredDeadLetter,
+    StoredRow,
+    StoreError,
+)
+
+_COLUMNS = ("originator_id", "originator_version", "topic", "state", "source_system",
+            "source_key", "person_key", "case_key", "occurred_at", "recorded_at")
+
+
+def datastore_from_url(url: str, *, pool_size: int = 2, schema: str = "") -> PostgresDatastore:
+    """``postgresql://user:pw@host:port/db`` -> the library's datastore (a psycopg pool)."""
+    u = urlparse(url)
+    if u.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise StoreError(f"not a PostgreSQL URL: {u.scheme}://...")
+    return PostgresDatastore(
+        dbname=(u.path or "/postgres").lstrip("/") or "postgres",
+        host=u.hostname or "127.0.0.1",
+        port=u.port or 5432,
+        user=unquote(u.username or "postgres"),
+        password=unquote(u.password or ""),
+        pool_size=pool_size,
+        max_overflow=2,
+        schema=schema,
+        connect_timeout=10,
+    )
+
+
+class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "glasplade_events",
+                 cursors_table_name: str = "glasplade_cursors",
+                 dead_letters_table_name: str = "glasplade_dead_letters"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        s = Identifier(self.datastore.schema)
+        t = Identifier(events_table_name)
+        self._t = SQL("{}.{}").format(s, t)
+        self._cursors = SQL("{}.{}").format(s, Identifier(cursors_table_name))
+        self._dead = SQL("{}.{}").format(s, Identifier(dead_letters_table_name))
+        idx = events_table_name
+        self.sql_create_statements[self.create_table_statement_index] = SQL(
+            "CREATE TABLE IF NOT EXISTS {t} ("
+            " originator_id uuid NOT NULL,"
+            " originator_version bigint NOT NULL,"
+            " topic text,"
+            " state bytea,"
+            " notification_id bigserial,"
+            " source_system text,"
+            " source_key bytea,"
+            " person_key text,"
+            " case_key text,"
+            " occurred_at timestamptz,"
+            " recorded_at timestamptz DEFAULT now(),"
+            " PRIMARY KEY (originator_id, originator_version))"
+        ).format(t=self._t)
+        for name, cols, where in (
+            ("source_key", "source_key", "source_key IS NOT NULL"),
+            ("person_key", "person_key, notification_id", "person_key IS NOT NULL"),
+            ("case_key", "case_key, notification_id", "case_key IS NOT NULL"),
+        ):
+            unique = "UNIQUE " if name == "source_key" else ""
+            self.sql_create_statements.append(SQL(
+                "CREATE " + unique + "INDEX IF NOT EXISTS {i} ON {t} (" + cols + ") WHERE " + where
+            ).format(i=Identifier(f"{idx}_{name}_idx"), t=self._t))
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {c} (connector text NOT NULL, stream text NOT NULL,"
+            " position text NOT NULL, updated_at timestamptz NOT NULL,"
+            " PRIMARY KEY (connector, stream))").format(c=self._cursors))
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {d} (id bigserial PRIMARY KEY, source_system text NOT NULL,"
+            " source_record_id text, reason text NOT NULL, raw bytea NOT NULL,"
+            " raw_key bytea UNIQUE, recorded_at timestamptz NOT NULL)").format(d=self._dead))
+        self._copy = SQL("COPY {t} (" + ", ".join(_COLUMNS) + ") FROM STDIN").format(t=self._t)
+
+    # --- EventRecorder --------------------------------------------------------------------
+
+    def create_tables(self) -> None:
+        try:
+            self.create_table()
+        except (psycopg.Error, PersistenceError) as exc:
+            raise StoreError(f"cannot create the event store tables: {exc}") from exc
+
+    def append(self, rows: Sequence[EventRow], cursors: Sequence[CursorUpdate],
+               dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
+        try:
+            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+                return self._append(cur, rows, cursors, dead_letters, recorded_at)
+        except PersistenceError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _append(self, cur: Any, rows: Sequence[EventRow], cursors: Sequence[CursorUpdate],
+                dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
+        last = None
+        fresh: list[EventRow] = []
+        duplicates = 0
+        if rows:
+            # Serialise writers so positions are committed in order (see the library's
+            # _lock_table); inside the lock, dedupe and stream versions are exact.
+            self._lock_table(cur)
+            self._notify_channel(cur)
+            cur.execute(SQL("SELECT source_key FROM {t} WHERE source_key = ANY(%s)").format(
+                t=self._t), ([r.source_key for r in rows],))
+            seen = {bytes(k) for (k,) in _tuples(cur.fetchall())}
+            for r in rows:
+                if r.source_key in seen:
+                    duplicates += 1
+                else:
+                    seen.add(r.source_key)
+                    fresh.append(r)
+        if fresh:
+            ids = list({r.originator_id for r in fresh})
+            cur.execute(SQL("SELECT originator_id, max(originator_version) FROM {t}"
+                            " WHERE originator_id = ANY(%s) GROUP BY originator_id"
+                            ).format(t=self._t), (ids,))
+            version = {oid: v for oid, v in _tuples(cur.fetchall())}
+            with cur.copy(self._copy) as copy:
+                for r in fresh:
+                    v = version.get(r.originator_id, 0) + 1
+                    version[r.originator_id] = v
+                    copy.write_row((r.originator_id, v, r.topic, r.state, r.source_system,
+                                    r.source_key, r.person_key, r.case_key, r.occurred_at,
+                                    recorded_at))
+            cur.execute(SQL("SELECT max(notification_id) FROM {t}").format(t=self._t))
+            last = _tuples(cur.fetchall())[0][0]
+        if cursors:
+            cur.executemany(SQL(
+                "INSERT INTO {c} (connector, stream, position, updated_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (connector, stream) DO UPDATE SET position = EXCLUDED.position,"
+                " updated_at = EXCLUDED.updated_at").format(c=self._cursors),
+                [(c.connector, c.stream, c.position, recorded_at) for c in cursors])
+        if dead_letters:
+            cur.executemany(SQL(
+                "INSERT INTO {d} (source_system, source_record_id, reason, raw, raw_key,"
+                " recorded_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (raw_key) DO NOTHING"
+                ).format(d=self._dead),
+                [(d.source_system, d.source_record_id, d.reason, d.raw, d.raw_key, recorded_at)
+                 for d in dead_letters])
+        return AppendOutcome(len(fresh), duplicates, len(dead_letters), last)
+
+    def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredRow]:
+        q = SQL("SELECT notification_id, originator_id, originator_version, topic, state,"
+                " source_system, person_key, case_key, occurred_at, recorded_at FROM {t} WHERE "
+                + where + " ORDER BY notification_id" + tail).format(t=self._t)
+        try:
+            with self.datastore.get_connection() as conn, conn.cursor() as cur:
+                cur.execute(q, params)
+                return [StoredRow(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8],
+                                  r[9]) for r in _tuples(cur.fetchall())]
+        except PersistenceError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def rows_after(self, position: int, limit: int, topics: Sequence[str] = ()) -> list[StoredRow]:
+        if topics:
+            return self._select("notification_id > %s AND topic = ANY(%s)",
+                                (position, list(topics), limit), " LIMIT %s")
+        return self._select("notification_id > %s", (position, limit), " LIMIT %s")
+
+    def stream_rows(self, originator_id: UUID) -> list[StoredRow]:
+        return self._select("originator_id = %s", (originator_id,))
+
+    def rows_by(self, *, person_key: str | None = None, case_key: str | None = None
+                ) -> list[StoredRow]:
+        if case_key is not None:
+            return self._select("case_key = %s", (case_key,))
+        return self._select("person_key = %s", (person_key,))
+
+    def max_position(self) -> int:
+        return self.max_notification_id() or 0
+
+    def _query(self, q: Any, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            with self.datastore.get_connection() as conn, conn.cursor() as cur:
+                cur.execute(q, params)
+                return _tuples(cur.fetchall()) if cur.description else [(cur.rowcount,)]
+        except PersistenceError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def cursors(self, connector: str) -> dict[str, str]:
+        rows = self._query(SQL("SELECT stream, position FROM {c} WHERE connector = %s").format(
+            c=self._cursors), (connector,))
+        return dict(rows)
+
+    def reset_cursors(self, connector: str, stream: str | None = None) -> int:
+        if stream is None:
+            return self._query(SQL("DELETE FROM {c} WHERE connector = %s").format(
+                c=self._cursors), (connector,))[0][0]
+        return self._query(SQL("DELETE FROM {c} WHERE connector = %s AND stream = %s").format(
+            c=self._cursors), (connector, stream))[0][0]
+
+    def dead_letters(self, limit: int = 100, source_system: str | None = None
+                     ) -> list[StoredDeadLetter]:
+        where = "WHERE source_system = %s " if source_system else ""
+        params: tuple = (source_system, limit) if source_system else (limit,)
+        rows = self._query(SQL("SELECT id, source_system, source_record_id, reason, raw,"
+                               " recorded_at FROM {d} " + where + "ORDER BY id DESC LIMIT %s"
+                               ).format(d=self._dead), params)
+        return [StoredDeadLetter(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return dict(self._query(SQL("SELECT source_system, count(*) FROM {d} GROUP BY 1").format(
+            d=self._dead)))
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        return [tuple(r) for r in self._query(SQL(
+            "SELECT topic, coalesce(source_system, ''), count(*) FROM {t} GROUP BY 1, 2"
+            " ORDER BY 1, 2").format(t=self._t))]
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def _tuples(rows: list[Any]) -> list[tuple]:
+    """The library's datastore hands out dict rows; the SQL here is positional."""
+    return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]

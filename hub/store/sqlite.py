@@ -1,0 +1,234 @@
+"""SQLite backend (the embedded default): the eventsourcing library's application recorder,
+widened with index columns, and a batch append in one IMMEDIATE transaction.
+
+The library's ``insert_events``/``select_notifications`` keep working on the same table, so the
+library's recorder test cases run against this class. Positions are SQLite rowids.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import PersistenceError
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+from hub.store.contract import (
+    AppendOutcome,
+    CursorUpdate,
+    DeadLetter,
+    EventRecorder,
+    EventRow,
+    StoredDeadLetter,
+    StoredRow,
+    StoreError,
+)
+
+_CHUNK = 900  # host parameters per IN (...) list, well under SQLite's limit
+
+
+def datastore_from_url(url: str) -> SQLiteDatastore:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``."""
+    if not url.startswith("sqlite:///"):
+        raise StoreError(f"not an SQLite URL: {url}")
+    path = url[len("sqlite:///"):]
+    if path == ":memory:":
+        path = "file:glasplade?mode=memory&cache=shared"
+    return SQLiteDatastore(db_name=path, lock_timeout=30)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "glasplade_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        t = events_table_name
+        self.insert_events_statement = (
+            f"INSERT INTO {t} (originator_id, originator_version, topic, state) VALUES (?,?,?,?)")
+        self._insert_row = (
+            f"INSERT INTO {t} (originator_id, originator_version, topic, state, source_system,"
+            " source_key, person_key, case_key, occurred_at, recorded_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)")
+        self._cols = ("rowid, originator_id, originator_version, topic, state, source_system,"
+                      " person_key, case_key, occurred_at, recorded_at")
+
+    def construct_create_table_statements(self) -> list[str]:
+        t = self.events_table_name
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB,"
+            " source_system TEXT, source_key BLOB, person_key TEXT, case_key TEXT,"
+            " occurred_at TEXT, recorded_at TEXT,"
+            " PRIMARY KEY (originator_id, originator_version))",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_source_key_idx ON {t} (source_key)"
+            " WHERE source_key IS NOT NULL",
+            f"CREATE INDEX IF NOT EXISTS {t}_person_key_idx ON {t} (person_key)"
+            " WHERE person_key IS NOT NULL",
+            f"CREATE INDEX IF NOT EXISTS {t}_case_key_idx ON {t} (case_key)"
+            " WHERE case_key IS NOT NULL",
+            "CREATE TABLE IF NOT EXISTS glasplade_cursors (connector TEXT NOT NULL,"
+            " stream TEXT NOT NULL, position TEXT NOT NULL, updated_at TEXT NOT NULL,"
+            " PRIMARY KEY (connector, stream))",
+            "CREATE TABLE IF NOT EXISTS glasplade_dead_letters (id INTEGER PRIMARY KEY,"
+            " source_system TEXT NOT NULL, source_record_id TEXT, reason TEXT NOT NULL,"
+            " raw BLOB NOT NULL, raw_key BLOB UNIQUE, recorded_at TEXT NOT NULL)",
+        ]
+
+    # --- EventRecorder --------------------------------------------------------------------
+
+    def create_tables(self) -> None:
+        try:
+            self.create_table()
+        except (sqlite3.Error, PersistenceError) as exc:
+            raise StoreError(f"cannot create the event store tables: {exc}") from exc
+
+    def append(self, rows: Sequence[EventRow], cursors: Sequence[CursorUpdate],
+               dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
+        t = self.events_table_name
+        try:
+            with self.datastore.get_connection(commit=True) as conn:
+                c = conn.cursor()
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    outcome = self._append(c, t, rows, cursors, dead_letters, _ts(recorded_at))
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+                return outcome
+        except (sqlite3.Error, PersistenceError) as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _append(self, c: Any, t: str, rows: Sequence[EventRow], cursors: Sequence[CursorUpdate],
+                dead_letters: Sequence[DeadLetter], recorded_at: str | None) -> AppendOutcome:
+        seen: set[bytes] = set()
+        keys = [r.source_key for r in rows]
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            c.execute(f"SELECT source_key FROM {t} WHERE source_key IN "
+                      f"({','.join('?' * len(chunk))})", chunk)
+            seen.update(row[0] for row in c.fetchall())
+        fresh: list[EventRow] = []
+        duplicates = 0
+        for r in rows:
+            if r.source_key in seen:
+                duplicates += 1
+            else:
+                seen.add(r.source_key)
+                fresh.append(r)
+        last = None
+        if fresh:
+            ids = list({r.originator_id.hex for r in fresh})
+            version: dict[str, int] = {}
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                c.execute(f"SELECT originator_id, max(originator_version) FROM {t} WHERE"
+                          f" originator_id IN ({','.join('?' * len(chunk))})"
+                          " GROUP BY originator_id", chunk)
+                version.update((row[0], row[1]) for row in c.fetchall())
+            params = []
+            for r in fresh:
+                oid = r.originator_id.hex
+                v = version.get(oid, 0) + 1
+                version[oid] = v
+                params.append((oid, v, r.topic, r.state, r.source_system, r.source_key,
+                               r.person_key, r.case_key, r.occurred_at.isoformat(), recorded_at))
+            c.executemany(self._insert_row, params)
+            c.execute(f"SELECT max(rowid) FROM {t}")
+            last = c.fetchone()[0]
+        if cursors:
+            c.executemany(
+                "INSERT INTO glasplade_cursors (connector, stream, position, updated_at)"
+                " VALUES (?,?,?,?) ON CONFLICT (connector, stream) DO UPDATE SET"
+                " position = excluded.position, updated_at = excluded.updated_at",
+                [(x.connector, x.stream, x.position, recorded_at) for x in cursors])
+        if dead_letters:
+            c.executemany(
+                "INSERT OR IGNORE INTO glasplade_dead_letters (source_system, source_record_id,"
+                " reason, raw, raw_key, recorded_at) VALUES (?,?,?,?,?,?)",
+                [(d.source_system, d.source_record_id, d.reason, d.raw, d.raw_key, recorded_at)
+                 for d in dead_letters])
+        return AppendOutcome(len(fresh), duplicates, len(dead_letters), last)
+
+    def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredRow]:
+        q = (f"SELECT {self._cols} FROM {self.events_table_name} WHERE {where}"
+             f" ORDER BY rowid{tail}")
+        try:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(q, params)
+                return [
+                    StoredRow(r[0], UUID(r[1]), r[2], r[3], r[4], r[5], r[6], r[7],
+                              datetime.fromisoformat(r[8]) if r[8] else None,
+                              datetime.fromisoformat(r[9]) if r[9] else None)
+                    for r in c.fetchall()
+                ]
+        except (sqlite3.Error, PersistenceError) as exc:
+            raise StoreError(str(exc)) from exc
+
+    def rows_after(self, position: int, limit: int, topics: Sequence[str] = ()) -> list[StoredRow]:
+        if topics:
+            marks = ",".join("?" * len(topics))
+            return self._select(f"rowid > ? AND topic IN ({marks})",
+                                (position, *topics, limit), " LIMIT ?")
+        return self._select("rowid > ?", (position, limit), " LIMIT ?")
+
+    def stream_rows(self, originator_id: UUID) -> list[StoredRow]:
+        return self._select("originator_id = ?", (originator_id.hex,))
+
+    def rows_by(self, *, person_key: str | None = None, case_key: str | None = None
+                ) -> list[StoredRow]:
+        if case_key is not None:
+            return self._select("case_key = ?", (case_key,))
+        return self._select("person_key = ?", (person_key,))
+
+    def max_position(self) -> int:
+        return self.max_notification_id() or 0
+
+    def _query(self, q: str, params: Sequence[Any] = (), *, write: bool = False) -> list[tuple]:
+        try:
+            with self.datastore.transaction(commit=write) as c:
+                c.execute(q, params)
+                if write:
+                    return [(c.rowcount,)] if hasattr(c, "rowcount") else [(0,)]
+                return [tuple(r) for r in c.fetchall()]
+        except (sqlite3.Error, PersistenceError) as exc:
+            raise StoreError(str(exc)) from exc
+
+    def cursors(self, connector: str) -> dict[str, str]:
+        return dict(self._query(
+            "SELECT stream, position FROM glasplade_cursors WHERE connector = ?", (connector,)))
+
+    def reset_cursors(self, connector: str, stream: str | None = None) -> int:
+        before = len(self.cursors(connector))
+        if stream is None:
+            self._query("DELETE FROM glasplade_cursors WHERE connector = ?", (connector,),
+                        write=True)
+        else:
+            self._query("DELETE FROM glasplade_cursors WHERE connector = ? AND stream = ?",
+                        (connector, stream), write=True)
+        return before - len(self.cursors(connector))
+
+    def dead_letters(self, limit: int = 100, source_system: str | None = None
+                     ) -> list[StoredDeadLetter]:
+        where = "WHERE source_system = ? " if source_system else ""
+        params: tuple = (source_system, limit) if source_system else (limit,)
+        rows = self._query("SELECT id, source_system, source_record_id, reason, raw, recorded_at"
+                           f" FROM glasplade_dead_letters {where}ORDER BY id DESC LIMIT ?", params)
+        return [StoredDeadLetter(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]))
+                for r in rows]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return dict(self._query(
+            "SELECT source_system, count(*) FROM glasplade_dead_letters GROUP BY 1"))
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        return self._query(f"SELECT topic, coalesce(source_system, ''), count(*) FROM"
+                           f" {self.events_table_name} GROUP BY 1, 2 ORDER BY 1, 2")
+
+    def close(self) -> None:
+        self.datastore.close()

@@ -1,0 +1,1 @@
+"""Read models: each a pure function of the events and a tracked position."""
