@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
+_CACHE_LIMIT = 1_000_000  # pseudonyms kept in memory (a municipality's persons fit)
 
 
 class DecryptionError(RuntimeError):
@@ -31,18 +32,24 @@ class Pseudonymizer:
             raise ValueError("the pseudonym key must be at least 32 bytes")
         self._hmac = hmac.new(key, digestmod=hashlib.sha256)
         self._blake_key = hashlib.sha256(b"glasplade-source-key" + key).digest()
+        self._blake = hashlib.blake2b(key=self._blake_key, digest_size=16)
+        self._cache: dict[str, str] = {}
 
     def person_key(self, identifier: str) -> str:
-        h = self._hmac.copy()
-        h.update(identifier.encode())
-        return h.hexdigest()[:32]
+        key = self._cache.get(identifier)
+        if key is None:
+            h = self._hmac.copy()
+            h.update(identifier.encode())
+            key = h.hexdigest()[:32]
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[identifier] = key
+        return key
 
     def source_key(self, source_system: str, record_id: str, version: str) -> bytes:
-        return hashlib.blake2b(
-            f"{source_system}\x1f{record_id}\x1f{version}".encode(),
-            key=self._blake_key,
-            digest_size=16,
-        ).digest()
+        h = self._blake.copy()
+        h.update(f"{source_system}\x1f{record_id}\x1f{version}".encode())
+        return h.digest()
 
 
 class PayloadCipher:
@@ -54,6 +61,16 @@ class PayloadCipher:
     def seal(self, plaintext: bytes, associated: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, associated)
+
+    def seal_many(self, items: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """``seal`` for a batch: one call for all the nonces."""
+        nonces = os.urandom(NONCE_BYTES * len(items))
+        enc = self._aead.encrypt
+        out = []
+        for i, (plaintext, associated) in enumerate(items):
+            nonce = nonces[i * NONCE_BYTES:(i + 1) * NONCE_BYTES]
+            out.append(nonce + enc(nonce, plaintext, associated))
+        return out
 
     def open(self, sealed: bytes, associated: bytes) -> bytes:
         try:

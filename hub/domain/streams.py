@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 from hub.domain import events as ev
@@ -14,23 +15,40 @@ class NoStream(ValueError):
     """The event names neither a case, a person, nor a stream of its own."""
 
 
+# Event types with a stream of their own: type -> (stream prefix, payload attribute or None for
+# the subject's person key, whether the subject's person key is appended).
+_OWN_STREAM: dict[type, tuple[str, str | None, bool]] = {
+    ev.PathwayStarted: ("pathway", "pathway_id", False),
+    ev.PathwayTovholderAssigned: ("pathway", "pathway_id", False),
+    ev.PathwayMeetingHeld: ("pathway", "pathway_id", False),
+    ev.PathwayPlanUpdated: ("pathway", "pathway_id", False),
+    ev.PathwayClosed: ("pathway", "pathway_id", False),
+    ev.TargetGroupMatchStarted: ("match", "rule_id", True),
+    ev.TargetGroupMatchEnded: ("match", "rule_id", True),
+    ev.OverlapDetected: ("overlap", "overlap_id", False),
+    ev.OverlapResolved: ("overlap", "overlap_id", False),
+    ev.PersonRecordAccessed: ("access", None, True),
+    ev.SupervisionSampleDrawn: ("supervision", "sample_id", False),
+}
+_PERSON_TYPES = frozenset(ev.PAYLOAD_TYPES[name] for name in ev.PERSON_EVENTS)
+
+
 def stream_name(payload: ev.Payload, *, case_key: str | None, person_key: str | None) -> str:
-    """The stream's name: case:<key>, person:<pseudonym>, pathway:<id>, match:..., ..."""
-    p = payload
-    if isinstance(p, ev.PathwayStarted | ev.PathwayTovholderAssigned | ev.PathwayMeetingHeld
-                  | ev.PathwayPlanUpdated | ev.PathwayClosed):
-        return f"pathway:{p.pathway_id}"
-    if isinstance(p, ev.TargetGroupMatchStarted | ev.TargetGroupMatchEnded):
-        return f"match:{p.rule_id}:{_subject(p, person_key)}"
-    if isinstance(p, ev.OverlapDetected | ev.OverlapResolved):
-        return f"overlap:{p.overlap_id}"
-    if isinstance(p, ev.PersonRecordAccessed):
-        return f"access:{_subject(p, person_key)}"
-    if isinstance(p, ev.SupervisionSampleDrawn):
-        return f"supervision:{p.sample_id}"
-    if case_key and type(p).__name__ not in ev.PERSON_EVENTS:
+    """The stream's name: case:<key>, person:<pseudonym>, pathway:<id>, match:<rule>:<person>,
+    overlap:<id>, access:<person>, supervision:<id>."""
+    cls = type(payload)
+    own = _OWN_STREAM.get(cls)
+    if own is not None:
+        prefix, attr, with_subject = own
+        parts = [prefix]
+        if attr is not None:
+            parts.append(getattr(payload, attr))
+        if with_subject:
+            parts.append(_subject(payload, person_key))
+        return ":".join(parts)
+    if case_key and cls not in _PERSON_TYPES:
         return f"case:{case_key}"
-    return f"person:{_subject(p, person_key)}"
+    return f"person:{_subject(payload, person_key)}"
 
 
 def _subject(payload: ev.Payload, person_key: str | None) -> str:
@@ -39,6 +57,7 @@ def _subject(payload: ev.Payload, person_key: str | None) -> str:
     return person_key
 
 
+@lru_cache(maxsize=1 << 20)
 def stream_id(name: str) -> UUID:
     return uuid5(STREAM_NAMESPACE, name)
 

@@ -101,7 +101,8 @@ def _read_avro(path: Path, schemas: Schemas) -> Iterator[SourceRecord]:
         raise FileUnreadable(f"{path}: {exc}") from exc
     with f:
         try:
-            reader = fastavro.reader(f, reader_schema=schemas.envelope, return_record_name=True)
+            reader = fastavro.reader(f, reader_schema=schemas.envelope, return_record_name=True,
+                                    return_record_name_override=True)
         except Exception as exc:  # fastavro raises ValueError/SchemaResolutionError/...
             raise FileUnreadable(f"{path}: not a readable Avro container: {exc}") from exc
         n = 0

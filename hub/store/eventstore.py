@@ -12,7 +12,7 @@ import orjson
 
 from hub.domain import events as ev
 from hub.domain.codec import payload_from_dict
-from hub.domain.streams import person_stream_id, stream_id, stream_name
+from hub.domain.streams import case_stream_id, person_stream_id, stream_id, stream_name
 from hub.personal_data import PayloadCipher, Pseudonymizer
 from hub.store.contract import (
     AppendOutcome,
@@ -47,41 +47,48 @@ class EventStore:
         return self.pseudonymizer.person_key(identifier)
 
     def to_row(self, e: ev.CanonicalEvent) -> EventRow:
-        person_key = e.person_key
-        if person_key is None and e.person is not None:
-            person_key = self.pseudonymizer.person_key(e.person)
-        originator_id = stream_id(stream_name(e.payload, case_key=e.case_key,
-                                              person_key=person_key))
-        state = orjson.dumps({
-            "event_id": str(e.event_id),
-            "schema_version": e.schema_version,
-            "source_system": e.source_system,
-            "source_record_id": e.source_record_id,
-            "source_version": e.source_version,
-            "occurred_at": e.occurred_at,
-            "person": e.person,
-            "person_key": person_key,
-            "case_key": e.case_key,
-            "actor": e.actor,
-            "payload": e.payload,
-        })
-        return EventRow(
-            originator_id=originator_id,
-            topic=type(e.payload).__name__,
-            state=self.cipher.seal(state, originator_id.bytes),
-            source_system=e.source_system,
-            source_key=self.pseudonymizer.source_key(
-                e.source_system, e.source_record_id, e.source_version),
-            person_key=person_key,
-            case_key=e.case_key,
-            occurred_at=e.occurred_at,
-        )
+        return self.to_rows([e])[0]
+
+    def to_rows(self, events: Sequence[ev.CanonicalEvent]) -> list[EventRow]:
+        """Pseudonymise, serialise and seal a batch (the hot path of every append)."""
+        person_key_of = self.pseudonymizer.person_key
+        source_key_of = self.pseudonymizer.source_key
+        dumps = orjson.dumps
+        prepared = []
+        plain = []
+        for e in events:
+            person_key = e.person_key
+            if person_key is None and e.person is not None:
+                person_key = person_key_of(e.person)
+            originator_id = stream_id(stream_name(e.payload, case_key=e.case_key,
+                                                  person_key=person_key))
+            plain.append((dumps({
+                "event_id": e.event_id,
+                "schema_version": e.schema_version,
+                "source_system": e.source_system,
+                "source_record_id": e.source_record_id,
+                "source_version": e.source_version,
+                "occurred_at": e.occurred_at,
+                "person": e.person,
+                "person_key": person_key,
+                "case_key": e.case_key,
+                "actor": e.actor,
+                "payload": e.payload,
+            }), originator_id.bytes))
+            prepared.append((e, originator_id, person_key))
+        sealed = self.cipher.seal_many(plain)
+        return [
+            EventRow(originator_id, type(e.payload).__name__, state, e.source_system,
+                     source_key_of(e.source_system, e.source_record_id, e.source_version),
+                     person_key, e.case_key, e.occurred_at)
+            for (e, originator_id, person_key), state in zip(prepared, sealed, strict=True)
+        ]
 
     def append(self, events: Sequence[ev.CanonicalEvent], *,
                cursors: Sequence[CursorUpdate] = (),
                dead_letters: Sequence[DeadLetter] = ()) -> AppendOutcome:
         """Append events (skipping facts already recorded), cursors and dead letters atomically."""
-        rows = [self.to_row(e) for e in events]
+        rows = self.to_rows(events)
         sealed = [
             DeadLetter(d.source_system, d.reason, self.cipher.seal(d.raw, _DEAD_LETTER_AD),
                        d.source_record_id,
@@ -128,13 +135,14 @@ class EventStore:
             after = rows[-1].position
 
     def case_events(self, case_key: str) -> list[ev.CanonicalEvent]:
-        return [self.from_row(r) for r in self.recorder.rows_by(case_key=case_key)]
+        """A case's stream in order (every case event is in the stream case:<key>)."""
+        return [self.from_row(r) for r in self.recorder.stream_rows(case_stream_id(case_key))]
 
     def person_events(self, identifier: str | None = None, *, person_key: str | None = None
                       ) -> list[ev.CanonicalEvent]:
         """All events about a person: their own stream and every event that names them."""
         key = person_key or self.pseudonymizer.person_key(identifier or "")
-        return [self.from_row(r) for r in self.recorder.rows_by(person_key=key)]
+        return [self.from_row(r) for r in self.recorder.person_rows(key)]
 
     def person_stream(self, person_key: str) -> list[ev.CanonicalEvent]:
         return [self.from_row(r) for r in self.recorder.stream_rows(person_stream_id(person_key))]

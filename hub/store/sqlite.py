@@ -69,8 +69,6 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
             " WHERE source_key IS NOT NULL",
             f"CREATE INDEX IF NOT EXISTS {t}_person_key_idx ON {t} (person_key)"
             " WHERE person_key IS NOT NULL",
-            f"CREATE INDEX IF NOT EXISTS {t}_case_key_idx ON {t} (case_key)"
-            " WHERE case_key IS NOT NULL",
             "CREATE TABLE IF NOT EXISTS glasplade_cursors (connector TEXT NOT NULL,"
             " stream TEXT NOT NULL, position TEXT NOT NULL, updated_at TEXT NOT NULL,"
             " PRIMARY KEY (connector, stream))",
@@ -180,10 +178,7 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
     def stream_rows(self, originator_id: UUID) -> list[StoredRow]:
         return self._select("originator_id = ?", (originator_id.hex,))
 
-    def rows_by(self, *, person_key: str | None = None, case_key: str | None = None
-                ) -> list[StoredRow]:
-        if case_key is not None:
-            return self._select("case_key = ?", (case_key,))
+    def person_rows(self, person_key: str) -> list[StoredRow]:
         return self._select("person_key = ?", (person_key,))
 
     def max_position(self) -> int:

@@ -32,6 +32,15 @@ class Caseworker:
 
 
 @dataclass
+class AddressChange:
+    """A move: the person lives at ``address`` from ``since``."""
+
+    address: Address
+    since: date
+    household_id: str | None = None
+
+
+@dataclass
 class Person:
     cpr: str                      # synthetic, fails modulus 11
     first_name: str
@@ -46,6 +55,12 @@ class Person:
     died_on: date | None = None
     # Spellings some fagsystem uses instead (data quality as in real life).
     alternate_last_name: str | None = None
+    # Added by the generator (defaults keep older callers working):
+    registered_on: date | None = None      # in the CPR register from (birth, or arrival)
+    cpr_assigned_on: date | None = None    # when the substitute number was replaced by the CPR
+    address_changes: list[AddressChange] = field(default_factory=list)  # moves, in date order
+    first_address: Address | None = None   # where registered, when it differs from ``address``
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -96,6 +111,24 @@ class Grant:
     monthly_rate: float | None = None
     applied_on: date | None = None
     decided_on: date | None = None
+    ended_reason: str | None = None        # set with valid_to when the grant has ended
+
+
+@dataclass
+class LegalBasis:
+    """The case's legal basis from ``valid_from`` (children's cases moved SEL -> BL on 2024-01-01)."""
+
+    law: str
+    paragraph: str
+    valid_from: date
+
+
+@dataclass
+class CaseworkerChange:
+    """The primary caseworker from ``at`` on."""
+
+    caseworker_id: str
+    at: datetime
 
 
 @dataclass
@@ -117,6 +150,11 @@ class Case:
     updated_at: datetime | None = None
     grants: list[Grant] = field(default_factory=list)
     actions: list[CaseAction] = field(default_factory=list)
+    # Added by the generator (defaults keep older callers working):
+    legal_bases: list[LegalBasis] = field(default_factory=list)          # in date order
+    caseworker_history: list[CaseworkerChange] = field(default_factory=list)  # in date order
+    work_ended_on: date | None = None   # set when the work ended but the case was left open
+    mirror_of: str | None = None        # case_key of the case this one mirrors (SBSYS ESDH)
 
     @property
     def case_key(self) -> str:
@@ -132,6 +170,7 @@ class Consent:
     valid_from: date
     valid_until: date | None = None
     withdrawn_on: date | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -142,6 +181,7 @@ class Marking:
     marking_type: str
     valid_from: date
     valid_to: date | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -158,3 +198,11 @@ class Municipality:
     cases: list[Case] = field(default_factory=list)
     consents: list[Consent] = field(default_factory=list)
     markings: list[Marking] = field(default_factory=list)
+    # Added by the generator: id counters (so ``evolve`` continues them) and dwellings used.
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def next_id(self, kind: str, start: int = 1) -> int:
+        """The next number of the ``kind`` sequence (deterministic; continued by evolve)."""
+        n = self.counters.get(kind, start)
+        self.counters[kind] = n + 1
+        return n

@@ -1,0 +1,5 @@
+"""The DUBU simulator (OData v4 + REST behind a session-cookie login) over a synthetic municipality."""
+
+from connectors.dubu.simulator.app import DubuCredentials, create_app, simulator
+
+__all__ = ["DubuCredentials", "create_app", "simulator"]

@@ -1,0 +1,141 @@
+"""The Kafka push connector: one stream per partition, cursor = the next offset to read.
+
+No consumer group: partitions are ASSIGNED and positioned with ``seek`` from the cursor the store
+holds, so the offset is committed in the same transaction as the events it produced (the runner
+writes each ``Batch``'s events, dead letters and cursor together). Nothing is committed to Kafka.
+
+A record that does not decode is dead-lettered with its reason and raw bytes, and its offset is
+passed like any other, so a poison record never stops the partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from connectors.kafka import codec
+from connectors.kafka.config import KafkaConfig
+from hub import schemas as schemas_mod
+from hub.ingest.connector import Batch, Connector, SourceUnavailable, Stream
+from hub.logging import get_logger
+from hub.store.contract import DeadLetter
+
+log = get_logger("connectors.kafka")
+
+
+def stream_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def open_consumer(config: KafkaConfig) -> KafkaConsumer:
+    """A consumer with no group (offsets are ours); broker errors become ``SourceUnavailable``."""
+    try:
+        return KafkaConsumer(group_id=None, enable_auto_commit=False,
+                             max_poll_records=config.max_records, **config.client_kwargs())
+    except KafkaError as exc:
+        raise SourceUnavailable(f"kafka: cannot reach {config.bootstrap_servers}: {exc}") from exc
+
+
+class PartitionStream(Stream):
+    """One partition of the topic; cursor = the next offset (a decimal string)."""
+
+    def __init__(self, connector: KafkaConnector, partition: int):
+        self.connector = connector
+        self.partition = partition
+        self.name = stream_name(connector.config.topic, partition)
+
+    def read(self, cursor: str | None) -> Iterator[Batch]:
+        config = self.connector.config
+        tp = TopicPartition(config.topic, self.partition)
+        consumer = open_consumer(config)
+        try:
+            consumer.assign([tp])
+            if cursor is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, int(cursor))
+            while True:
+                try:
+                    polled = consumer.poll(timeout_ms=config.poll_timeout_ms,
+                                           max_records=config.max_records)
+                except KafkaError as exc:
+                    raise SourceUnavailable(f"kafka: poll of {self.name} failed: {exc}") from exc
+                records = polled.get(tp, [])
+                if not records:
+                    self._confirm_reachable(consumer, tp)
+                    return
+                yield self._batch(records)
+        finally:
+            consumer.close(autocommit=False)
+
+    def _batch(self, records) -> Batch:
+        config, schemas = self.connector.config, self.connector.schemas
+        events, dead = [], []
+        for rec in records:
+            try:
+                events.append(codec.decode(rec.value, schemas, config.framing, config.schema_id))
+            except codec.Undecodable as exc:
+                where = f"{rec.topic}:{rec.partition}@{rec.offset}"
+                dead.append(DeadLetter(source_system=self.connector.name,
+                                       reason=f"{where}: {exc}", raw=rec.value or b"",
+                                       source_record_id=where))
+        if dead:
+            log.warning("kafka_records_dead_lettered", stream=self.name, count=len(dead))
+        return Batch(events=events, dead_letters=dead, cursor=str(records[-1].offset + 1))
+
+    def _confirm_reachable(self, consumer: KafkaConsumer, tp: TopicPartition) -> None:
+        """An empty poll means caught up OR broker gone: ask for the end offset to tell which."""
+        try:
+            consumer.end_offsets([tp])
+        except KafkaError as exc:
+            raise SourceUnavailable(f"kafka: {self.name} unreachable: {exc}") from exc
+
+
+class KafkaConnector(Connector):
+    """Canonical events pushed by another system (or another hub's outbox) onto one topic."""
+
+    def __init__(self, config: KafkaConfig, schemas: schemas_mod.Schemas | None = None,
+                 name: str = "kafka"):
+        self.config = config
+        self.schemas = schemas or schemas_mod.default()
+        self.name = name
+
+    @classmethod
+    def from_settings(cls, settings, name: str = "kafka") -> KafkaConnector:
+        return cls(KafkaConfig.from_settings(settings, name), name=name)
+
+    def partitions(self) -> list[int]:
+        if self.config.partitions:
+            return list(self.config.partitions)
+        consumer = open_consumer(self.config)
+        try:
+            found = consumer.partitions_for_topic(self.config.topic)
+        except KafkaError as exc:
+            raise SourceUnavailable(f"kafka: metadata request failed: {exc}") from exc
+        finally:
+            consumer.close(autocommit=False)
+        if not found:
+            raise SourceUnavailable(f"kafka: topic {self.config.topic!r} does not exist (yet)")
+        return sorted(found)
+
+    def check(self) -> None:
+        self.partitions()
+
+    def streams(self) -> list[Stream]:
+        return [PartitionStream(self, p) for p in self.partitions()]
+
+    def lag(self, cursors: dict[str, str]) -> dict[str, int]:
+        """Records not yet read per stream (end offset - cursor), for ``glasplade status``."""
+        consumer = open_consumer(self.config)
+        try:
+            tps = [TopicPartition(self.config.topic, p) for p in self.partitions()]
+            ends = consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise SourceUnavailable(f"kafka: end offsets: {exc}") from exc
+        finally:
+            consumer.close(autocommit=False)
+        return {stream_name(tp.topic, tp.partition):
+                max(0, end - int(cursors.get(stream_name(tp.topic, tp.partition), 0)))
+                for tp, end in ends.items()}

@@ -1,0 +1,102 @@
+"""The outbox's way to Kafka: canonical events published as Avro Envelopes, keyed by person.
+
+Records are keyed by ``person_key`` (the pseudonym, never the CPR number), so one person's events
+land on one partition in order; events without a person fall back to their case key. By default
+the clear ``person`` field is left out of the record: downstream consumers get the pseudonym only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from connectors.kafka import codec
+from connectors.kafka.config import KafkaConfig
+from hub import schemas as schemas_mod
+from hub.domain import events as ev
+from hub.ingest.connector import SourceUnavailable
+from hub.store.eventstore import EventStore
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Published:
+    partition: int
+    offset: int
+
+
+class OutboxPublisher:
+    """Publishes canonical events to ``config.topic``; ``publish`` returns once all are acked."""
+
+    def __init__(self, config: KafkaConfig, schemas: schemas_mod.Schemas | None = None, *,
+                 pseudonymize: Callable[[str], str] | None = None, include_person: bool = False):
+        self.config = config
+        self.schemas = schemas or schemas_mod.default()
+        self.pseudonymize = pseudonymize
+        self.include_person = include_person
+        try:
+            self._producer = KafkaProducer(acks="all", max_block_ms=config.request_timeout_ms,
+                                           **config.client_kwargs())
+        except KafkaError as exc:
+            raise SourceUnavailable(f"kafka: cannot reach {config.bootstrap_servers}: {exc}"
+                                    ) from exc
+
+    def _prepared(self, e: ev.CanonicalEvent) -> ev.CanonicalEvent:
+        person_key = e.person_key
+        if person_key is None and e.person is not None and self.pseudonymize is not None:
+            person_key = self.pseudonymize(e.person)
+        person = e.person if self.include_person else None
+        if person_key is None and person is None and e.person is not None:
+            raise ValueError("an event with a person needs a person_key (give pseudonymize=) "
+                             "or include_person=True")
+        return dataclasses.replace(e, person=person, person_key=person_key, position=None)
+
+    def key_of(self, e: ev.CanonicalEvent) -> bytes | None:
+        key = e.person_key or e.case_key
+        return key.encode() if key else None
+
+    def publish(self, events: Iterable[ev.CanonicalEvent], *, partition: int | None = None
+                ) -> list[Published]:
+        """Send and wait for every ack; ``partition`` overrides the key-based choice."""
+        futures = []
+        try:
+            for e in events:
+                prepared = self._prepared(e)
+                value = codec.encode(prepared, self.schemas, self.config.framing,
+                                     self.config.schema_id or 1)
+                futures.append(self._producer.send(self.config.topic, value=value,
+                                                   key=self.key_of(prepared),
+                                                   partition=partition))
+            self._producer.flush(timeout=self.config.request_timeout_ms / 1000)
+            return [Published(m.partition, m.offset)
+                    for m in (f.get(timeout=self.config.request_timeout_ms / 1000)
+                              for f in futures)]
+        except KafkaError as exc:
+            raise SourceUnavailable(f"kafka: publish to {self.config.topic} failed: {exc}"
+                                    ) from exc
+
+    def send_raw(self, value: bytes, *, partition: int, key: bytes | None = None) -> Published:
+        """One record as given (for replaying dead letters, and for tests of poison records)."""
+        try:
+            m = self._producer.send(self.config.topic, value=value, key=key,
+                                    partition=partition).get(
+                timeout=self.config.request_timeout_ms / 1000)
+        except KafkaError as exc:
+            raise SourceUnavailable(f"kafka: publish to {self.config.topic} failed: {exc}"
+                                    ) from exc
+        return Published(m.partition, m.offset)
+
+    def publish_from_store(self, store: EventStore, after: int, limit: int = 1000,
+                           types: Sequence[str] = ()) -> tuple[int, int]:
+        """The outbox relay: events after store position ``after``; returns (count, last
+        position). The caller keeps ``last position`` (e.g. as a projection position)."""
+        batch = store.read(after=after, limit=limit, types=types)
+        if not batch:
+            return 0, after
+        self.publish(batch)
+        return len(batch), batch[-1].position or after
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)

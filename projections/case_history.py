@@ -1,0 +1,143 @@
+"""Case history: every event of a case as a timeline row (business time, recorded time, source
+system, actor, what changed in words). Append-only: one row per event, keyed by its position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.domain import events as ev
+from projections.base import Projection
+from projections.rows import insert_many
+
+NAME = "case_history"
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+entries = sa.Table(
+    f"{NAME}_entries", metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("case_key", sa.Text, nullable=False),
+    sa.Column("person_key", sa.String(64)),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("recorded_at", TS),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Index(f"ix_{NAME}_entries_case", "case_key", "occurred_at", "position"),
+)
+
+TOPICS = (
+    "CaseOpened", "CaseStatusChanged", "CaseLegalBasisChanged", "CaseworkerAssigned",
+    "CaseworkerUnassigned", "CaseActionRecorded", "CasePassivated", "CaseClosed", "CaseReopened",
+    "GrantAwarded", "GrantChanged", "GrantEnded",
+)
+
+_ROLE = {"primary": "primær sagsbehandler", "secondary": "sekundær sagsbehandler",
+         "tovholder": "tovholder"}
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Aware timestamps as UTC (SQLite keeps no offset: store them all in one zone)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _d(value: date | None) -> str:
+    return value.isoformat() if value else "ukendt"
+
+
+def _basis(law: str | None, paragraph: str | None) -> str:
+    if not law and not paragraph:
+        return "uden lovgrundlag"
+    return f"{law or ''} § {paragraph or '?'}".strip()
+
+
+def summarize(p: ev.Payload) -> str:
+    """What the event changed, in words (Danish: the dashboard shows it as is)."""
+    match p:
+        case ev.CaseOpened():
+            return (f"Sag oprettet i {p.department}, {p.unit_name} ({p.case_type}), status "
+                    f"'{p.status}', {_basis(p.law, p.paragraph)}")
+        case ev.CaseStatusChanged():
+            before = f"'{p.previous_status}'" if p.previous_status else "ukendt"
+            return f"Status ændret fra {before} til '{p.status}'"
+        case ev.CaseLegalBasisChanged():
+            return f"Lovgrundlag ændret til {_basis(p.law, p.paragraph)} fra {_d(p.valid_from)}"
+        case ev.CaseworkerAssigned():
+            return (f"{p.caseworker_name} tilknyttet som {_ROLE.get(p.role, p.role)} "
+                    f"(enhed {p.unit_id})")
+        case ev.CaseworkerUnassigned():
+            return f"Sagsbehandler {p.caseworker_id} fjernet som {_ROLE.get(p.role, p.role)}"
+        case ev.CaseActionRecorded():
+            kind = p.action_type + (f"/{p.subtype}" if p.subtype else "")
+            return f"Handling registreret ({kind})" + (f": {p.title}" if p.title else "")
+        case ev.CasePassivated():
+            return "Sag passiveret" + (f": {p.reason}" if p.reason else "")
+        case ev.CaseClosed():
+            return "Sag lukket" + (f": {p.reason}" if p.reason else "")
+        case ev.CaseReopened():
+            return "Sag genåbnet" + (f": {p.reason}" if p.reason else "")
+        case ev.GrantAwarded():
+            period = f"{_d(p.valid_from)} til {p.valid_to.isoformat() if p.valid_to else 'ubestemt'}"
+            return (f"Bevilling '{p.title}' efter {_basis(p.law, p.paragraph)} bevilget af "
+                    f"{p.granting_unit_name}, {period}")
+        case ev.GrantChanged():
+            changes = []
+            if p.valid_to is not None:
+                changes.append(f"gyldig til {p.valid_to.isoformat()}")
+            if p.extent is not None:
+                changes.append(f"omfang {p.extent}")
+            if p.hours_per_week is not None:
+                changes.append(f"{p.hours_per_week:g} timer/uge")
+            if p.monthly_rate is not None:
+                changes.append(f"{p.monthly_rate:,.2f} kr./md.")
+            return f"Bevilling {p.grant_id} ændret: " + (", ".join(changes) or "ingen felter")
+        case ev.GrantEnded():
+            return (f"Bevilling {p.grant_id} ophørt {_d(p.ended_on)}"
+                    + (f": {p.reason}" if p.reason else ""))
+    return type(p).__name__
+
+
+def details(p: ev.Payload) -> dict[str, Any]:
+    """The payload's fields as JSON-ready values (dates as ISO text)."""
+    out: dict[str, Any] = {}
+    for name in p.__slots__:  # type: ignore[union-attr]
+        value = getattr(p, name)
+        if isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+def entry(e: ev.CanonicalEvent) -> dict[str, Any]:
+    """The timeline row of one case event (pure)."""
+    return {
+        "position": e.position, "case_key": e.case_key, "person_key": e.person_key,
+        "occurred_at": utc(e.occurred_at), "recorded_at": utc(e.recorded_at),
+        "source_system": e.source_system, "actor": e.actor, "event_type": e.event_type,
+        "summary": summarize(e.payload), "details": details(e.payload),
+    }
+
+
+class CaseHistory(Projection):
+    name = NAME
+    version = 1
+    topics = TOPICS
+
+    def define_tables(self, metadata: sa.MetaData) -> None:
+        entries.to_metadata(metadata)
+
+    def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        insert_many(conn, entries, [entry(e) for e in events if e.case_key])

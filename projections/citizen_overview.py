@@ -1,0 +1,400 @@
+"""The citizen overview (the glasplade): per person their register data, household relations,
+cases across systems, grants, consents, markings and coordinated pathways.
+
+``handle`` loads the rows a batch touches (one query per table), applies each event with a
+pure function of (rows, event), and writes the changed rows back in bulk. Tables:
+``projections.citizen_tables``; queries: ``projections.queries``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.domain import events as ev
+from projections import citizen_tables as t
+from projections.base import Projection
+from projections.case_history import utc
+from projections.rows import RowCache, upsert
+
+PERSON = ("PersonRegistered", "PersonNameChanged", "PersonAddressChanged",
+          "PersonRelationChanged", "PersonCivilStatusChanged", "PersonProtectedAddressChanged",
+          "PersonDied", "PersonEmigrated", "PersonIdentifierReplaced")
+CASE = ("CaseOpened", "CaseStatusChanged", "CaseLegalBasisChanged", "CaseworkerAssigned",
+        "CaseworkerUnassigned", "CaseActionRecorded", "CasePassivated", "CaseClosed",
+        "CaseReopened")
+OTHER = ("GrantAwarded", "GrantChanged", "GrantEnded", "ConsentGiven", "ConsentWithdrawn",
+         "MarkingSet", "MarkingEnded", "PathwayStarted", "PathwayTovholderAssigned",
+         "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed")
+Row = dict[str, Any]
+
+
+def grant_key(e: ev.CanonicalEvent, grant_id: str) -> str:
+    return f"{e.source_system}:{grant_id}"
+
+
+def marking_key(system: str, marking_id: str) -> str:
+    return f"{system}:{marking_id}"
+
+
+def assignment_key(case_key: str, caseworker_id: str, role: str) -> str:
+    return f"{case_key}|{caseworker_id}|{role}"
+
+
+def relation_key(person_key: str, relation: str, related_key: str) -> str:
+    return f"{person_key}|{relation}|{related_key}"
+
+
+def member_key(pathway_id: str, person_key: str) -> str:
+    return f"{pathway_id}|{person_key}"
+
+
+def set_address(row: Row, a: ev.Address | None) -> None:
+    fields = ("street", "house_number", "floor", "door", "postcode", "city",
+              "municipality_code", "address_id")
+    for f in fields:
+        row[f] = getattr(a, f) if a is not None else None
+
+
+def set_name(row: Row, first: str, last: str) -> None:
+    row["first_name"], row["last_name"] = first, last
+    row["name_search"] = t.normalize_name(f"{first} {last}")
+    row["last_name_search"] = t.normalize_name(f"{last} {first}")
+
+
+class _Rows:
+    """One RowCache per table for the events of one batch."""
+
+    def __init__(self) -> None:
+        self.persons = RowCache(t.persons)
+        self.relations = RowCache(t.relations)
+        self.cases = RowCache(t.cases)
+        self.caseworkers = RowCache(t.caseworkers)
+        self.grants = RowCache(t.grants)
+        self.consents = RowCache(t.consents)
+        self.markings = RowCache(t.markings)
+        self.pathways = RowCache(t.pathways)
+        self.members = RowCache(t.pathway_members)
+        self.all = (self.persons, self.relations, self.cases, self.caseworkers, self.grants,
+                    self.consents, self.markings, self.pathways, self.members)
+
+
+class CitizenOverviewProjection(Projection):
+    name = t.NAME
+    version = 1
+    topics = PERSON + CASE + OTHER
+
+    def __init__(self, person_key_of: Callable[[str], str]):
+        self.person_key_of = lru_cache(maxsize=65536)(person_key_of)
+        super().__init__()
+
+    def define_tables(self, metadata: sa.MetaData) -> None:
+        for table in t.metadata.sorted_tables:
+            table.to_metadata(metadata)
+
+    # --- batch ------------------------------------------------------------------------------
+
+    def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        chunk: list[ev.CanonicalEvent] = []
+        for e in events:
+            if isinstance(e.payload, ev.PersonIdentifierReplaced):
+                self._apply(chunk, conn)
+                chunk = []
+                self._replace_identifier(e.payload, conn)
+            else:
+                chunk.append(e)
+        self._apply(chunk, conn)
+
+    def _apply(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        if not events:
+            return
+        rows = _Rows()
+        self._preload(rows, events, conn)
+        for e in events:
+            if e.person_key and rows.persons.get(e.person_key) is None:
+                rows.persons.put(t.new_row(t.persons, person_key=e.person_key, cpr=e.person,
+                                           registered=False, protected_address=False,
+                                           emigrated=False))
+            handler = getattr(self, "_on_" + e.event_type, None)
+            if handler is not None:
+                handler(rows, e, e.payload)
+        for cache in rows.all:
+            cache.flush(conn)
+
+    def _preload(self, rows: _Rows, events: Sequence[ev.CanonicalEvent],
+                 conn: sa.Connection) -> None:
+        keys: dict[RowCache, set[str]] = {c: set() for c in rows.all}
+        for e in events:
+            p = e.payload
+            if e.person_key:
+                keys[rows.persons].add(e.person_key)
+            if e.case_key and e.event_type in CASE:
+                keys[rows.cases].add(e.case_key)
+            if isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+                keys[rows.grants].add(grant_key(e, p.grant_id))
+            elif isinstance(p, ev.ConsentGiven | ev.ConsentWithdrawn):
+                keys[rows.consents].add(p.consent_id)
+            elif isinstance(p, ev.MarkingSet | ev.MarkingEnded):
+                keys[rows.markings].add(marking_key(p.system, p.marking_id))
+            elif isinstance(p, ev.PathwayStarted | ev.PathwayTovholderAssigned
+                            | ev.PathwayMeetingHeld | ev.PathwayPlanUpdated | ev.PathwayClosed):
+                keys[rows.pathways].add(p.pathway_id)
+        for cache, wanted in keys.items():
+            if wanted:
+                cache.load(conn, wanted)
+            else:
+                cache.load(conn, ())
+
+    # --- person -----------------------------------------------------------------------------
+
+    def _person(self, rows: _Rows, e: ev.CanonicalEvent) -> Row:
+        row = rows.persons.get(e.person_key or "")
+        assert row is not None  # made in _apply for every event with a person
+        row["updated_at"] = utc(e.occurred_at)
+        rows.persons.put(row)
+        return row
+
+    def _on_PersonRegistered(self, rows: _Rows, e: ev.CanonicalEvent,  # noqa: N802
+                             p: ev.PersonRegistered) -> None:
+        row = self._person(rows, e)
+        set_name(row, p.first_name, p.last_name)
+        set_address(row, p.address)
+        row.update(registered=True, cpr=e.person or row["cpr"], birth_date=p.birth_date,
+                   sex=p.sex, civil_status=p.civil_status,
+                   protected_address=p.protected_address)
+
+    def _on_PersonNameChanged(self, rows, e, p: ev.PersonNameChanged) -> None:  # noqa: N802
+        set_name(self._person(rows, e), p.first_name, p.last_name)
+
+    def _on_PersonAddressChanged(self, rows, e, p: ev.PersonAddressChanged) -> None:  # noqa: N802
+        row = self._person(rows, e)
+        set_address(row, p.address)
+        row["moved_in"] = e.occurred_at.date()
+
+    def _on_PersonCivilStatusChanged(self, rows, e, p) -> None:  # noqa: N802
+        self._person(rows, e)["civil_status"] = p.civil_status
+
+    def _on_PersonProtectedAddressChanged(self, rows, e, p) -> None:  # noqa: N802
+        self._person(rows, e)["protected_address"] = p.protected_address
+
+    def _on_PersonDied(self, rows, e, p: ev.PersonDied) -> None:  # noqa: N802
+        self._person(rows, e)["died_on"] = p.date_of_death
+
+    def _on_PersonEmigrated(self, rows, e, p: ev.PersonEmigrated) -> None:  # noqa: N802
+        self._person(rows, e).update(emigrated=True, emigrated_to=p.country)
+
+    def _on_PersonRelationChanged(self, rows, e, p: ev.PersonRelationChanged) -> None:  # noqa: N802
+        if not e.person_key:
+            return
+        related = self.person_key_of(p.related_person)
+        key = relation_key(e.person_key, p.relation, related)
+        if p.change == "removed":
+            rows.relations.delete(key)
+        else:
+            rows.relations.put(t.new_row(
+                t.relations, relation_key=key, person_key=e.person_key, relation=p.relation,
+                related_key=related, related_cpr=p.related_person, since=e.occurred_at.date()))
+
+    # --- case -------------------------------------------------------------------------------
+
+    def _case(self, rows: _Rows, e: ev.CanonicalEvent) -> Row:
+        key = e.case_key or ""
+        row = rows.cases.get(key)
+        if row is None:  # an event before its CaseOpened: keep what it tells
+            row = t.new_row(t.cases, case_key=key, source_system=e.source_system)
+        if row["person_key"] is None:
+            row["person_key"] = e.person_key
+        at = utc(e.occurred_at)
+        if row["last_event_at"] is None or at > row["last_event_at"]:
+            row["last_event_at"] = at
+        rows.cases.put(row)
+        return row
+
+    def _on_CaseOpened(self, rows, e, p: ev.CaseOpened) -> None:  # noqa: N802
+        row = self._case(rows, e)
+        at = utc(e.occurred_at)
+        row.update(person_key=e.person_key or row["person_key"], source_system=e.source_system,
+                   department=p.department, unit_id=p.unit_id, unit_name=p.unit_name,
+                   case_type=p.case_type, title=p.title, status=p.status, law=p.law,
+                   paragraph=p.paragraph, legal_basis_valid_from=p.legal_basis_valid_from)
+        if row["opened_at"] is None or at < row["opened_at"]:
+            row["opened_at"] = at
+        row["closed_at"] = at if p.status == "closed" else None
+
+    def _on_CaseStatusChanged(self, rows, e, p: ev.CaseStatusChanged) -> None:  # noqa: N802
+        row = self._case(rows, e)
+        row["status"] = p.status
+        row["closed_at"] = (row["closed_at"] or utc(e.occurred_at)) if p.status == "closed" \
+            else None
+
+    def _on_CaseLegalBasisChanged(self, rows, e, p) -> None:  # noqa: N802
+        self._case(rows, e).update(law=p.law, paragraph=p.paragraph,
+                                   legal_basis_valid_from=p.valid_from)
+
+    def _on_CaseworkerAssigned(self, rows, e, p: ev.CaseworkerAssigned) -> None:  # noqa: N802
+        case = self._case(rows, e)
+        if p.role == "primary":
+            old = case["primary_caseworker_id"]
+            if old and old != p.caseworker_id:  # a new primary replaces the old one
+                rows.caseworkers.delete(assignment_key(case["case_key"], old, "primary"))
+            case["primary_caseworker_id"] = p.caseworker_id
+        rows.caseworkers.put(t.new_row(
+            t.caseworkers, assignment_key=assignment_key(case["case_key"], p.caseworker_id,
+                                                         p.role),
+            case_key=case["case_key"], caseworker_id=p.caseworker_id, role=p.role,
+            name=p.caseworker_name, unit_id=p.unit_id, contact=p.contact,
+            assigned_at=utc(e.occurred_at)))
+
+    def _on_CaseworkerUnassigned(self, rows, e, p: ev.CaseworkerUnassigned) -> None:  # noqa: N802
+        case = self._case(rows, e)
+        rows.caseworkers.delete(assignment_key(case["case_key"], p.caseworker_id, p.role))
+        if p.role == "primary" and case["primary_caseworker_id"] == p.caseworker_id:
+            case["primary_caseworker_id"] = None
+
+    def _on_CaseActionRecorded(self, rows, e, p) -> None:  # noqa: N802
+        self._case(rows, e)
+
+    def _on_CasePassivated(self, rows, e, p) -> None:  # noqa: N802
+        self._case(rows, e)["status"] = "passive"
+
+    def _on_CaseClosed(self, rows, e, p) -> None:  # noqa: N802
+        self._case(rows, e).update(status="closed", closed_at=utc(e.occurred_at))
+
+    def _on_CaseReopened(self, rows, e, p) -> None:  # noqa: N802
+        self._case(rows, e).update(status="open", closed_at=None)
+
+    # --- grants, consents, markings ---------------------------------------------------------
+
+    def _grant(self, rows: _Rows, e: ev.CanonicalEvent, grant_id: str) -> Row:
+        key = grant_key(e, grant_id)
+        row = rows.grants.get(key) or t.new_row(t.grants, grant_key=key, grant_id=grant_id,
+                                                source_system=e.source_system)
+        row["case_key"] = row["case_key"] or e.case_key
+        row["person_key"] = row["person_key"] or e.person_key
+        rows.grants.put(row)
+        return row
+
+    def _on_GrantAwarded(self, rows, e, p: ev.GrantAwarded) -> None:  # noqa: N802
+        self._grant(rows, e, p.grant_id).update(
+            kind=p.kind, law=p.law, paragraph=p.paragraph, title=p.title,
+            granting_unit_id=p.granting_unit_id, granting_unit_name=p.granting_unit_name,
+            valid_from=p.valid_from, valid_to=p.valid_to, extent=p.extent,
+            hours_per_week=p.hours_per_week, monthly_rate=p.monthly_rate,
+            applied_on=p.applied_on, decided_on=p.decided_on)
+
+    def _on_GrantChanged(self, rows, e, p: ev.GrantChanged) -> None:  # noqa: N802
+        row = self._grant(rows, e, p.grant_id)
+        for f in ("valid_to", "extent", "hours_per_week", "monthly_rate"):
+            if getattr(p, f) is not None:
+                row[f] = getattr(p, f)
+
+    def _on_GrantEnded(self, rows, e, p: ev.GrantEnded) -> None:  # noqa: N802
+        self._grant(rows, e, p.grant_id).update(ended_on=p.ended_on, end_reason=p.reason)
+
+    def _on_ConsentGiven(self, rows, e, p: ev.ConsentGiven) -> None:  # noqa: N802
+        rows.consents.put(t.new_row(
+            t.consents, consent_id=p.consent_id, person_key=e.person_key,
+            source_system=e.source_system, purpose=p.purpose, unit_ids=sorted(p.unit_ids),
+            valid_from=p.valid_from, valid_until=p.valid_until, given_at=utc(e.occurred_at)))
+
+    def _on_ConsentWithdrawn(self, rows, e, p: ev.ConsentWithdrawn) -> None:  # noqa: N802
+        row = rows.consents.get(p.consent_id) or t.new_row(
+            t.consents, consent_id=p.consent_id, person_key=e.person_key,
+            source_system=e.source_system, unit_ids=[])
+        row.update(withdrawn_at=utc(e.occurred_at), withdrawn_reason=p.reason)
+        rows.consents.put(row)
+
+    def _on_MarkingSet(self, rows, e, p: ev.MarkingSet) -> None:  # noqa: N802
+        rows.markings.put(t.new_row(
+            t.markings, marking_key=marking_key(p.system, p.marking_id),
+            person_key=e.person_key, marking_id=p.marking_id, system=p.system,
+            marking_type=p.marking_type, valid_from=p.valid_from, valid_to=p.valid_to,
+            note=p.note))
+
+    def _on_MarkingEnded(self, rows, e, p: ev.MarkingEnded) -> None:  # noqa: N802
+        key = marking_key(p.system, p.marking_id)
+        row = rows.markings.get(key) or t.new_row(
+            t.markings, marking_key=key, person_key=e.person_key, marking_id=p.marking_id,
+            system=p.system, marking_type=p.marking_type)
+        row["ended_on"] = p.ended_on
+        rows.markings.put(row)
+
+    # --- coordinated pathway ----------------------------------------------------------------
+
+    def _pathway(self, rows: _Rows, e: ev.CanonicalEvent, pathway_id: str) -> Row:
+        row = rows.pathways.get(pathway_id) or t.new_row(
+            t.pathways, pathway_id=pathway_id, person_key=e.person_key, status="active",
+            meetings=0)
+        rows.pathways.put(row)
+        return row
+
+    def _on_PathwayStarted(self, rows, e, p: ev.PathwayStarted) -> None:  # noqa: N802
+        self._pathway(rows, e, p.pathway_id).update(
+            person_key=e.person_key, anchor_unit_id=p.anchor_unit_id,
+            anchor_unit_name=p.anchor_unit_name, rule_id=p.rule_id, status="active",
+            started_at=utc(e.occurred_at), closed_at=None, close_reason=None)
+        members = {self.person_key_of(m) for m in p.members}
+        if e.person_key:
+            members.add(e.person_key)
+        for key in sorted(members):
+            rows.members.put(t.new_row(t.pathway_members, member_key=member_key(p.pathway_id, key),
+                                       pathway_id=p.pathway_id, person_key=key))
+
+    def _on_PathwayTovholderAssigned(self, rows, e, p) -> None:  # noqa: N802
+        self._pathway(rows, e, p.pathway_id).update(
+            tovholder_id=p.caseworker_id, tovholder_name=p.caseworker_name,
+            tovholder_unit_id=p.unit_id)
+
+    def _on_PathwayMeetingHeld(self, rows, e, p: ev.PathwayMeetingHeld) -> None:  # noqa: N802
+        row = self._pathway(rows, e, p.pathway_id)
+        row.update(meetings=row["meetings"] + 1, last_meeting_at=utc(e.occurred_at),
+                   last_meeting_type=p.meeting_type)
+
+    def _on_PathwayPlanUpdated(self, rows, e, p: ev.PathwayPlanUpdated) -> None:  # noqa: N802
+        row = self._pathway(rows, e, p.pathway_id)
+        row["plan_summary"] = p.summary if p.summary is not None else row["plan_summary"]
+        row["progression"] = p.progression if p.progression is not None else row["progression"]
+
+    def _on_PathwayClosed(self, rows, e, p: ev.PathwayClosed) -> None:  # noqa: N802
+        self._pathway(rows, e, p.pathway_id).update(
+            status="closed", closed_at=utc(e.occurred_at), close_reason=p.reason)
+
+    # --- identifier replaced ----------------------------------------------------------------
+
+    def _replace_identifier(self, p: ev.PersonIdentifierReplaced, conn: sa.Connection) -> None:
+        """Move everything known under the old identifier to the new one (one person)."""
+        old, new = self.person_key_of(p.old_identifier), self.person_key_of(p.new_identifier)
+        if old == new:
+            return
+        persons = {r.person_key: dict(r._mapping) for r in conn.execute(
+            sa.select(t.persons).where(t.persons.c.person_key.in_([old, new])))}
+        if old in persons:
+            conn.execute(t.persons.delete().where(t.persons.c.person_key == old))
+            if new not in persons or not persons[new]["registered"]:
+                merged = persons[old] | {"person_key": new, "cpr": p.new_identifier}
+                upsert(conn, t.persons, [merged])
+        rel = t.relations
+        moved = [dict(r._mapping) for r in conn.execute(
+            sa.select(rel).where(sa.or_(rel.c.person_key == old, rel.c.related_key == old)))]
+        conn.execute(rel.delete().where(rel.c.relation_key.in_([m["relation_key"]
+                                                                for m in moved])))
+        for m in moved:
+            if m["person_key"] == old:
+                m["person_key"] = new
+            if m["related_key"] == old:
+                m.update(related_key=new, related_cpr=p.new_identifier)
+            m["relation_key"] = relation_key(m["person_key"], m["relation"], m["related_key"])
+        upsert(conn, rel, moved)
+        for table in (t.cases, t.grants, t.consents, t.markings, t.pathways):
+            conn.execute(table.update().where(table.c.person_key == old).values(person_key=new))
+        pm = t.pathway_members
+        members = [dict(r._mapping) for r in conn.execute(
+            sa.select(pm).where(pm.c.person_key == old))]
+        conn.execute(pm.delete().where(pm.c.person_key == old))
+        upsert(conn, pm, [m | {"person_key": new, "member_key": member_key(m["pathway_id"], new)}
+                          for m in members])
+        conn.execute(t.aliases.update().where(t.aliases.c.new_key == old).values(new_key=new))
+        upsert(conn, t.aliases, [{"old_key": old, "new_key": new}])

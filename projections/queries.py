@@ -1,0 +1,543 @@
+"""Read-model queries for the API, the dashboard and the CLI: typed, frozen results.
+
+Every function takes an open ``sa.Connection`` to the read-model database (``projections.db.
+readmodel_engine``) and does index lookups only (by person_key, case_key, address_id, a name
+prefix, user_id). These functions do no access control and log nothing: the caller applies
+the access policy and records the PersonRecordAccessed event.
+
+Addresses of persons with name and address protection (``protected_address``) are left out
+(``address`` None, ``address_hidden`` True) unless the caller passes ``reveal_protected=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from projections import access_log as al
+from projections import case_history as ch
+from projections import citizen_tables as t
+
+#: Relation as seen from the other side ("A is B's parent" = "B is A's child").
+INVERSE = {"parent": "child", "child": "parent", "spouse": "spouse",
+           "co_resident": "co_resident", "custody_holder": "in_custody"}
+ADULT_AGE = 18
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddressView:
+    street: str | None
+    house_number: str | None
+    floor: str | None
+    door: str | None
+    postcode: str | None
+    city: str | None
+    municipality_code: str | None
+    address_id: str | None
+
+    @property
+    def text(self) -> str:
+        unit = ", ".join(x for x in (self.floor, self.door) if x)
+        line = f"{self.street or ''} {self.house_number or ''}".strip()
+        return f"{line}{', ' + unit if unit else ''}, {self.postcode or ''} {self.city or ''}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class PersonSummary:
+    person_key: str
+    cpr: str | None
+    registered: bool
+    """False: known only from a fagsystem (no PersonRegistered yet)."""
+    first_name: str | None
+    last_name: str | None
+    birth_date: date | None
+    sex: str | None
+    civil_status: str | None
+    protected_address: bool
+    address: AddressView | None
+    address_hidden: bool
+    died_on: date | None
+    emigrated: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name or ''} {self.last_name or ''}".strip()
+
+    def age(self, today: date) -> int | None:
+        if self.birth_date is None:
+            return None
+        b = self.birth_date
+        return today.year - b.year - ((today.month, today.day) < (b.month, b.day))
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdMember:
+    person: PersonSummary
+    relation: str | None
+    """What the member is to the person: parent, child, spouse, co_resident, ... or None."""
+    same_address: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaseworkerView:
+    caseworker_id: str
+    name: str | None
+    unit_id: str | None
+    role: str
+    contact: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    case_key: str
+    person_key: str | None
+    source_system: str | None
+    department: str | None
+    unit_id: str | None
+    unit_name: str | None
+    case_type: str | None
+    title: str | None
+    status: str | None
+    law: str | None
+    paragraph: str | None
+    legal_basis_valid_from: date | None
+    opened_at: datetime | None
+    closed_at: datetime | None
+    last_event_at: datetime | None
+    primary_caseworker: CaseworkerView | None
+    caseworkers: tuple[CaseworkerView, ...]
+
+    @property
+    def active(self) -> bool:
+        return self.status not in ("closed", "passive") and self.closed_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantView:
+    grant_key: str
+    grant_id: str
+    source_system: str | None
+    case_key: str | None
+    kind: str | None
+    law: str | None
+    paragraph: str | None
+    title: str | None
+    granting_unit_id: str | None
+    granting_unit_name: str | None
+    valid_from: date | None
+    valid_to: date | None
+    extent: str | None
+    hours_per_week: float | None
+    monthly_rate: float | None
+    ended_on: date | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentView:
+    consent_id: str
+    purpose: str | None
+    unit_ids: tuple[str, ...]
+    valid_from: date | None
+    valid_until: date | None
+    withdrawn_at: datetime | None
+    active: bool
+    """Given, not withdrawn, and valid on the query's ``today``."""
+
+    def covers(self, unit_id: str, purpose: str | None = None) -> bool:
+        return self.active and unit_id in self.unit_ids and (
+            purpose is None or self.purpose == purpose)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkingView:
+    marking_key: str
+    marking_id: str
+    system: str
+    marking_type: str | None
+    valid_from: date | None
+    valid_to: date | None
+    ended_on: date | None
+    note: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PathwayView:
+    pathway_id: str
+    person_key: str | None
+    anchor_unit_id: str | None
+    anchor_unit_name: str | None
+    rule_id: str | None
+    status: str
+    started_at: datetime | None
+    closed_at: datetime | None
+    close_reason: str | None
+    tovholder: CaseworkerView | None
+    member_keys: tuple[str, ...]
+    meetings: int
+    last_meeting_at: datetime | None
+    last_meeting_type: str | None
+    plan_summary: str | None
+    progression: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemFlag:
+    """The person has cases in this fagsystem / department."""
+
+    source_system: str
+    department: str | None
+    active_cases: int
+    cases: int
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenOverview:
+    person: PersonSummary
+    household: tuple[HouseholdMember, ...]
+    children: tuple[HouseholdMember, ...]
+    cases: tuple[CaseView, ...]
+    grants: tuple[GrantView, ...]
+    consents: tuple[ConsentView, ...]
+    markings: tuple[MarkingView, ...]
+    pathways: tuple[PathwayView, ...]
+    systems: tuple[SystemFlag, ...]
+    as_of: date
+
+    @property
+    def active_consents(self) -> tuple[ConsentView, ...]:
+        return tuple(c for c in self.consents if c.active)
+
+    @property
+    def pathway(self) -> PathwayView | None:
+        """The coordinated pathway in progress, if any."""
+        return next((p for p in self.pathways if p.status == "active"), None)
+
+    def has_case_outside(self, source_system: str) -> bool:
+        """The "has a case in another system" flag, seen from ``source_system``."""
+        return any(f.source_system != source_system and f.active_cases for f in self.systems)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdOverview:
+    person_key: str
+    address: AddressView | None
+    members: tuple[CitizenOverview, ...]
+    """The person first, then adults, then children (each a full overview)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    position: int
+    case_key: str
+    occurred_at: datetime
+    recorded_at: datetime | None
+    source_system: str
+    actor: str | None
+    event_type: str
+    summary: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    position: int
+    person_key: str
+    user_id: str
+    purpose: str
+    view: str
+    access: str
+    occurred_at: datetime
+    recorded_at: datetime | None
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else (value.replace(tzinfo=UTC) if value.tzinfo is None
+                                       else value)
+
+
+def _today(today: date | None) -> date:
+    return today or datetime.now(UTC).date()
+
+
+def resolve_key(conn: sa.Connection, person_key: str) -> str:
+    """The current key of a person whose identifier was replaced (else the key itself)."""
+    new = conn.execute(sa.select(t.aliases.c.new_key)
+                       .where(t.aliases.c.old_key == person_key)).scalar()
+    return new or person_key
+
+
+def _summary(m: Any, reveal_protected: bool) -> PersonSummary:
+    hidden = bool(m["protected_address"]) and not reveal_protected
+    address = None
+    if not hidden and (m["street"] or m["address_id"]):
+        address = AddressView(m["street"], m["house_number"], m["floor"], m["door"],
+                              m["postcode"], m["city"], m["municipality_code"], m["address_id"])
+    return PersonSummary(
+        person_key=m["person_key"], cpr=m["cpr"], registered=bool(m["registered"]),
+        first_name=m["first_name"], last_name=m["last_name"], birth_date=m["birth_date"],
+        sex=m["sex"], civil_status=m["civil_status"],
+        protected_address=bool(m["protected_address"]), address=address,
+        address_hidden=hidden and bool(m["street"] or m["address_id"]),
+        died_on=m["died_on"], emigrated=bool(m["emigrated"]))
+
+
+def _persons(conn: sa.Connection, keys: set[str], reveal_protected: bool
+             ) -> dict[str, PersonSummary]:
+    if not keys:
+        return {}
+    rows = conn.execute(sa.select(t.persons).where(t.persons.c.person_key.in_(sorted(keys))))
+    return {r.person_key: _summary(r._mapping, reveal_protected) for r in rows}
+
+
+def person_summary(conn: sa.Connection, person_key: str, *, reveal_protected: bool = False
+                   ) -> PersonSummary | None:
+    key = resolve_key(conn, person_key)
+    row = conn.execute(sa.select(t.persons).where(t.persons.c.person_key == key)).first()
+    return _summary(row._mapping, reveal_protected) if row else None
+
+
+def _cw(m: Any) -> CaseworkerView:
+    return CaseworkerView(m["caseworker_id"], m["name"], m["unit_id"], m["role"], m["contact"])
+
+
+def _cases(conn: sa.Connection, where: sa.ColumnElement[bool]) -> tuple[CaseView, ...]:
+    case_rows = conn.execute(sa.select(t.cases).where(where)
+                             .order_by(t.cases.c.opened_at, t.cases.c.case_key)).all()
+    if not case_rows:
+        return ()
+    keys = [r.case_key for r in case_rows]
+    workers: dict[str, list[CaseworkerView]] = {}
+    for r in conn.execute(sa.select(t.caseworkers).where(t.caseworkers.c.case_key.in_(keys))
+                          .order_by(t.caseworkers.c.assignment_key)):
+        workers.setdefault(r.case_key, []).append(_cw(r._mapping))
+    out = []
+    for r in case_rows:
+        m = r._mapping
+        ws = tuple(workers.get(r.case_key, ()))
+        primary = next((w for w in ws if w.role == "primary"), None)
+        out.append(CaseView(
+            case_key=m["case_key"], person_key=m["person_key"], source_system=m["source_system"],
+            department=m["department"], unit_id=m["unit_id"], unit_name=m["unit_name"],
+            case_type=m["case_type"], title=m["title"], status=m["status"], law=m["law"],
+            paragraph=m["paragraph"], legal_basis_valid_from=m["legal_basis_valid_from"],
+            opened_at=_aware(m["opened_at"]), closed_at=_aware(m["closed_at"]),
+            last_event_at=_aware(m["last_event_at"]), primary_caseworker=primary,
+            caseworkers=ws))
+    return tuple(out)
+
+
+def _active_period(start: date | None, end: date | None, ended: date | None, today: date) -> bool:
+    if start is not None and start > today:
+        return False
+    for stop in (end, ended):
+        if stop is not None and stop < today:
+            return False
+    return ended is None or ended > today
+
+
+def _household(conn: sa.Connection, person: PersonSummary, address_id: str | None,
+               today: date, reveal_protected: bool) -> tuple[HouseholdMember, ...]:
+    key = person.person_key
+    rel: dict[str, str] = {}
+    r = t.relations
+    for row in conn.execute(sa.select(r.c.related_key, r.c.relation).where(r.c.person_key == key)):
+        rel[row.related_key] = row.relation
+    for row in conn.execute(sa.select(r.c.person_key, r.c.relation).where(r.c.related_key == key)):
+        rel.setdefault(row.person_key, INVERSE.get(row.relation, row.relation))
+    same: set[str] = set()
+    if address_id:
+        same = set(conn.execute(sa.select(t.persons.c.person_key)
+                                .where(t.persons.c.address_id == address_id)).scalars())
+    same.discard(key)
+    others = _persons(conn, set(rel) | same, reveal_protected)
+    members = [HouseholdMember(p, rel.get(k), k in same) for k, p in others.items()]
+    members.sort(key=lambda m: (m.person.birth_date or date.min, m.person.person_key))
+    return tuple(members)
+
+
+def _is_child(m: HouseholdMember, person: PersonSummary, today: date) -> bool:
+    if m.relation == "child":
+        return True
+    age, own = m.person.age(today), person.age(today)
+    return (m.relation is None and m.same_address and age is not None and age < ADULT_AGE
+            and own is not None and own >= ADULT_AGE)
+
+
+# --- the overview ---------------------------------------------------------------------------
+
+
+def citizen_overview(conn: sa.Connection, person_key: str, *, today: date | None = None,
+                     reveal_protected: bool = False) -> CitizenOverview | None:
+    """Everything the glasplade shows for one person, or None if the person is unknown."""
+    day = _today(today)
+    key = resolve_key(conn, person_key)
+    row = conn.execute(sa.select(t.persons).where(t.persons.c.person_key == key)).first()
+    if row is None:
+        return None
+    person = _summary(row._mapping, reveal_protected)
+    household = _household(conn, person, row.address_id, day, reveal_protected)
+    cases = _cases(conn, t.cases.c.person_key == key)
+    grants = tuple(
+        GrantView(m.grant_key, m.grant_id, m.source_system, m.case_key, m.kind, m.law,
+                  m.paragraph, m.title, m.granting_unit_id, m.granting_unit_name, m.valid_from,
+                  m.valid_to, m.extent, m.hours_per_week, m.monthly_rate, m.ended_on,
+                  _active_period(m.valid_from, m.valid_to, m.ended_on, day))
+        for m in conn.execute(sa.select(t.grants).where(t.grants.c.person_key == key)
+                              .order_by(t.grants.c.valid_from, t.grants.c.grant_key)))
+    consents = tuple(
+        ConsentView(m.consent_id, m.purpose, tuple(m.unit_ids or ()), m.valid_from,
+                    m.valid_until, _aware(m.withdrawn_at),
+                    m.withdrawn_at is None and _active_period(m.valid_from, m.valid_until,
+                                                              None, day))
+        for m in conn.execute(sa.select(t.consents).where(t.consents.c.person_key == key)
+                              .order_by(t.consents.c.valid_from, t.consents.c.consent_id)))
+    markings = tuple(
+        MarkingView(m.marking_key, m.marking_id, m.system, m.marking_type, m.valid_from,
+                    m.valid_to, m.ended_on, m.note,
+                    _active_period(m.valid_from, m.valid_to, m.ended_on, day))
+        for m in conn.execute(sa.select(t.markings).where(t.markings.c.person_key == key)
+                              .order_by(t.markings.c.valid_from, t.markings.c.marking_key)))
+    return CitizenOverview(
+        person=person, household=household,
+        children=tuple(m for m in household if _is_child(m, person, day)),
+        cases=cases, grants=grants, consents=consents, markings=markings,
+        pathways=pathways_of(conn, key), systems=_flags(cases), as_of=day)
+
+
+def _flags(cases: tuple[CaseView, ...]) -> tuple[SystemFlag, ...]:
+    counts: dict[tuple[str, str | None], list[int]] = {}
+    for c in cases:
+        n = counts.setdefault((c.source_system or "", c.department), [0, 0])
+        n[0] += c.active
+        n[1] += 1
+    return tuple(SystemFlag(s, d, a, n) for (s, d), (a, n) in sorted(
+        counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+
+
+def pathways_of(conn: sa.Connection, person_key: str) -> tuple[PathwayView, ...]:
+    """Coordinated pathways the person is a member of (newest first)."""
+    ids = list(conn.execute(sa.select(t.pathway_members.c.pathway_id)
+                            .where(t.pathway_members.c.person_key == person_key)).scalars())
+    if not ids:
+        return ()
+    members: dict[str, list[str]] = {}
+    for r in conn.execute(sa.select(t.pathway_members).where(
+            t.pathway_members.c.pathway_id.in_(ids)).order_by(t.pathway_members.c.member_key)):
+        members.setdefault(r.pathway_id, []).append(r.person_key)
+    out = []
+    for m in conn.execute(sa.select(t.pathways).where(t.pathways.c.pathway_id.in_(ids))):
+        tov = (CaseworkerView(m.tovholder_id, m.tovholder_name, m.tovholder_unit_id, "tovholder",
+                              None) if m.tovholder_id else None)
+        out.append(PathwayView(
+            m.pathway_id, m.person_key, m.anchor_unit_id, m.anchor_unit_name, m.rule_id,
+            m.status, _aware(m.started_at), _aware(m.closed_at), m.close_reason, tov,
+            tuple(members.get(m.pathway_id, ())), m.meetings, _aware(m.last_meeting_at),
+            m.last_meeting_type, m.plan_summary, m.progression))
+    out.sort(key=lambda p: (p.started_at or datetime.min.replace(tzinfo=UTC)), reverse=True)
+    return tuple(out)
+
+
+def household_overview(conn: sa.Connection, person_key: str, *, today: date | None = None,
+                       reveal_protected: bool = False) -> HouseholdOverview | None:
+    """The family: the person, the others at the address and related persons, each in full."""
+    day = _today(today)
+    first = citizen_overview(conn, person_key, today=day, reveal_protected=reveal_protected)
+    if first is None:
+        return None
+    adults, children = [], []
+    for m in first.household:
+        o = citizen_overview(conn, m.person.person_key, today=day,
+                             reveal_protected=reveal_protected)
+        if o is not None:
+            (children if _is_child(m, first.person, day) else adults).append(o)
+    return HouseholdOverview(first.person.person_key, first.person.address,
+                             (first, *adults, *children))
+
+
+def case_view(conn: sa.Connection, case_key: str) -> CaseView | None:
+    found = _cases(conn, t.cases.c.case_key == case_key)
+    return found[0] if found else None
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+def search_by_cpr(conn: sa.Connection, person_key_of: Any, cpr: str, *,
+                  reveal_protected: bool = False) -> list[PersonSummary]:
+    """Find a person by CPR (``person_key_of`` is the store's pseudonymizer, e.g.
+    ``store.person_key``); accepts ``ddmmyy-xxxx`` and ``ddmmyyxxxx``."""
+    digits = cpr.strip().replace("-", "").replace(" ", "")
+    if not digits:
+        return []
+    found = person_summary(conn, person_key_of(digits), reveal_protected=reveal_protected)
+    return [found] if found else []
+
+
+def search_by_name(conn: sa.Connection, text: str, *, limit: int = 20,
+                   reveal_protected: bool = False) -> list[PersonSummary]:
+    """Persons whose "first last" or "last first" name starts with ``text`` (index range)."""
+    prefix = t.normalize_name(text)
+    if not prefix:
+        return []
+    upper = prefix + "\U0010ffff"
+    p = t.persons
+    rows = conn.execute(
+        sa.select(p).where(p.c.name_search >= prefix, p.c.name_search < upper).limit(limit)
+    ).all() + conn.execute(
+        sa.select(p).where(p.c.last_name_search >= prefix, p.c.last_name_search < upper)
+        .limit(limit)).all()
+    seen: dict[str, PersonSummary] = {}
+    for r in rows:
+        seen.setdefault(r.person_key, _summary(r._mapping, reveal_protected))
+    return sorted(seen.values(), key=lambda s: (s.last_name or "", s.first_name or "",
+                                                s.person_key))[:limit]
+
+
+# --- case history and access log ------------------------------------------------------------
+
+
+def case_history(conn: sa.Connection, case_key: str, *, limit: int | None = None
+                 ) -> list[TimelineEntry]:
+    """A case's timeline in business-time order (ties by store position)."""
+    e = ch.entries
+    q = sa.select(e).where(e.c.case_key == case_key).order_by(e.c.occurred_at, e.c.position)
+    if limit:
+        q = q.limit(limit)
+    return [TimelineEntry(r.position, r.case_key, _aware(r.occurred_at), _aware(r.recorded_at),
+                          r.source_system, r.actor, r.event_type, r.summary, dict(r.details))
+            for r in conn.execute(q)]
+
+
+def _accesses(conn: sa.Connection, where: sa.ColumnElement[bool], limit: int,
+              before: datetime | None) -> list[AccessEntry]:
+    e = al.entries
+    q = sa.select(e).where(where)
+    if before is not None:
+        q = q.where(e.c.occurred_at < ch.utc(before))
+    q = q.order_by(e.c.occurred_at.desc(), e.c.position.desc()).limit(limit)
+    return [AccessEntry(r.position, r.person_key, r.user_id, r.purpose, r.view, r.access,
+                        _aware(r.occurred_at), _aware(r.recorded_at)) for r in conn.execute(q)]
+
+
+def accesses_to_person(conn: sa.Connection, person_key: str, *, limit: int = 100,
+                       before: datetime | None = None) -> list[AccessEntry]:
+    """Who looked at this person (newest first); page with ``before``."""
+    return _accesses(conn, al.entries.c.person_key == resolve_key(conn, person_key), limit,
+                     before)
+
+
+def accesses_by_user(conn: sa.Connection, user_id: str, *, limit: int = 100,
+                     before: datetime | None = None) -> list[AccessEntry]:
+    """Whom this user looked at (newest first); page with ``before``."""
+    return _accesses(conn, al.entries.c.user_id == user_id, limit, before)

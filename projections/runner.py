@@ -1,0 +1,228 @@
+"""The projection runner: feeds projections the store's events in global order, exactly once.
+
+For each batch and projection, ONE read-model transaction holds the projection's new rows and
+its new tracking position (``projection_positions``); a crash anywhere leaves both as they were,
+and the next run repeats the batch. Projections at the same position share one read of the
+store (events are decrypted and decoded once however many projections consume them).
+
+A projection whose ``version`` differs from the stored one is rebuilt from zero before it runs
+again (tables dropped and created, position 0), so a schema change never needs a hand edit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from hub.domain.events import CanonicalEvent
+from hub.logging import get_logger
+from hub.store.eventstore import EventStore
+from projections.base import Projection
+from projections.db import WRITE
+
+log = get_logger("glasplade.projections")
+
+positions_metadata = sa.MetaData()
+positions = sa.Table(
+    "projection_positions", positions_metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+Progress = Callable[[int], None]
+"""Called with the number of store positions a batch advanced (for a progress bar)."""
+
+
+class ProjectionError(RuntimeError):
+    """A projection is unknown, or failed on a batch (the batch was not applied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    version: int
+    stored_version: int | None
+    position: int
+    head: int
+    updated_at: datetime | None
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+    @property
+    def needs_rebuild(self) -> bool:
+        return self.stored_version is not None and self.stored_version != self.version
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProjectionRunner:
+    def __init__(self, store: EventStore, engine: sa.Engine, projections: Sequence[Projection],
+                 *, batch_size: int = 5000, clock: Callable[[], datetime] = _now):
+        names = [p.name for p in projections]
+        if len(set(names)) != len(names):
+            raise ProjectionError(f"duplicate projection names: {names}")
+        self.store = store
+        self.engine = engine
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.clock = clock
+
+    # --- selection and positions ------------------------------------------------------------
+
+    def select(self, names: Sequence[str] | None = None) -> list[Projection]:
+        if not names:
+            return list(self.projections)
+        known = {p.name: p for p in self.projections}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ProjectionError(f"unknown projection(s) {unknown}; known: {sorted(known)}")
+        return [known[n] for n in names]
+
+    def _write(self) -> sa.Connection:
+        return self.engine.connect().execution_options(**WRITE)
+
+    def positions(self) -> dict[str, tuple[int, int, datetime | None]]:
+        """name -> (stored version, position, updated_at) for every tracked projection."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(positions.name):
+                return {}
+            return {r.name: (r.version, r.position, r.updated_at)
+                    for r in conn.execute(sa.select(positions))}
+
+    def status(self) -> list[ProjectionStatus]:
+        stored = self.positions()
+        head = self.store.max_position()
+        out = []
+        for p in self.projections:
+            version, position, updated = stored.get(p.name, (None, 0, None))
+            out.append(ProjectionStatus(p.name, p.version, version, position, head, updated))
+        return out
+
+    # --- schema and version -----------------------------------------------------------------
+
+    def prepare(self, names: Sequence[str] | None = None) -> list[str]:
+        """Create missing tables and tracking rows; reset any projection whose version changed
+        or whose tables are missing. Returns the names that were reset (to be rebuilt)."""
+        reset: list[str] = []
+        with self._write() as conn, conn.begin():
+            positions_metadata.create_all(conn)
+        for p in self.select(names):
+            with self._write() as conn, conn.begin():
+                row = conn.execute(sa.select(positions).where(positions.c.name == p.name)
+                                   .with_for_update()).first()
+                inspector = sa.inspect(conn)
+                missing = [t for t in p.metadata.tables if not inspector.has_table(t)]
+                if row is not None and (row.version != p.version or missing):
+                    log.info("projection reset", projection=p.name, stored_version=row.version,
+                             version=p.version, missing_tables=len(missing))
+                    self._reset(conn, p)
+                    reset.append(p.name)
+                elif row is None:
+                    p.metadata.create_all(conn)
+                    conn.execute(positions.insert().values(
+                        name=p.name, version=p.version, position=0, updated_at=self.clock()))
+        return reset
+
+    def _reset(self, conn: sa.Connection, p: Projection) -> None:
+        p.metadata.drop_all(conn)
+        p.metadata.create_all(conn)
+        values = {"version": p.version, "position": 0, "updated_at": self.clock()}
+        if conn.execute(positions.update().where(positions.c.name == p.name)
+                        .values(**values)).rowcount == 0:
+            conn.execute(positions.insert().values(name=p.name, **values))
+
+    def reset(self, names: Sequence[str] | None = None) -> None:
+        """Empty the projections' tables and set their positions to 0 (one transaction each)."""
+        with self._write() as conn, conn.begin():
+            positions_metadata.create_all(conn)
+        for p in self.select(names):
+            with self._write() as conn, conn.begin():
+                conn.execute(sa.select(positions.c.name).where(positions.c.name == p.name)
+                             .with_for_update())
+                self._reset(conn, p)
+
+    # --- catching up ------------------------------------------------------------------------
+
+    def run(self, names: Sequence[str] | None = None, *, until: int | None = None,
+            progress: Progress | None = None) -> int:
+        """Bring the projections up to the store's head (or ``until``); returns the number of
+        events read. Call ``prepare`` first (``follow`` and the CLI do)."""
+        selected = self.select(names)
+        read = 0
+        while True:
+            stored = self.positions()
+            pos = {p.name: stored[p.name][1] if p.name in stored else None for p in selected}
+            if any(v is None for v in pos.values()):
+                raise ProjectionError("projection not prepared: "
+                                      f"{[n for n, v in pos.items() if v is None]}")
+            head = self.store.max_position() if until is None else until
+            lowest = min(pos.values(), default=head)  # type: ignore[type-var]
+            if lowest >= head:
+                return read
+            group = [p for p in selected if pos[p.name] == lowest]
+            topics: tuple[str, ...] = ()
+            if all(p.topics for p in group):
+                topics = tuple(sorted({t for p in group for t in p.topics}))
+            events = self.store.read(after=lowest, limit=self.batch_size, types=topics)
+            if len(events) < self.batch_size:
+                end = head  # everything up to head was committed before we read
+            else:
+                end = events[-1].position or head
+            end = min(end, head)
+            events = [e for e in events if (e.position or 0) <= end]
+            for p in group:
+                self._apply(p, lowest, end, events)
+            read += len(events)
+            if progress:
+                progress(end - lowest)
+
+    def _apply(self, p: Projection, expected: int, end: int,
+               events: Sequence[CanonicalEvent]) -> None:
+        mine = [e for e in events if not p.topics or e.event_type in p.topics]
+        with self._write() as conn, conn.begin():
+            current = conn.execute(sa.select(positions.c.position)
+                                   .where(positions.c.name == p.name).with_for_update()).scalar()
+            if current != expected:  # another runner got there first: nothing to do
+                log.info("projection moved by another runner", projection=p.name)
+                return
+            try:
+                p.handle(mine, conn)
+            except Exception as exc:
+                log.error("projection batch failed", projection=p.name, after=expected,
+                          until=end, error=type(exc).__name__)
+                raise ProjectionError(f"{p.name}: batch after position {expected} failed: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            conn.execute(positions.update().where(positions.c.name == p.name)
+                         .values(position=end, updated_at=self.clock()))
+
+    def rebuild(self, names: Sequence[str] | None = None, *,
+                progress: Progress | None = None) -> int:
+        """Drop, recreate and refill the projections from the first event."""
+        self.reset(names)
+        started = time.perf_counter()
+        n = self.run(names, progress=progress)
+        log.info("projections rebuilt", projections=[p.name for p in self.select(names)],
+                 events=n, seconds=round(time.perf_counter() - started, 3))
+        return n
+
+    def follow(self, names: Sequence[str] | None = None, *, stop: threading.Event | None = None,
+               interval: float = 0.5, wait: Callable[[float], None] | None = None) -> None:
+        """Keep the projections up to date until ``stop`` is set. ``wait(timeout)`` returns
+        early when the store signals new events (PostgreSQL LISTEN); else it polls."""
+        stop = stop or threading.Event()
+        self.prepare(names)
+        sleep = wait or stop.wait
+        while not stop.is_set():
+            if self.run(names) == 0:
+                sleep(interval)

@@ -1,0 +1,41 @@
+"""The event store contract on PostgreSQL: one fresh database for the class, an empty ``public``
+schema for every test."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import psycopg
+
+from hub.bootstrap import open_recorder
+from hub.store import testing
+from hub.store.eventstore import EventStore
+from tests import pg
+
+
+class TestPostgresEventStore(testing.EventStoreContract):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.stack = ExitStack()
+        try:
+            admin = cls.stack.enter_context(pg.server_url())
+        except pg.NoPostgres as exc:  # never a silent skip
+            raise AssertionError(f"PostgreSQL is required for this test: {exc}") from None
+        cls.url = cls.stack.enter_context(pg.fresh_database(admin, "glasplade_store"))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.stack.close()
+        super().tearDownClass()
+
+    def setUp(self) -> None:
+        super().setUp()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+
+    def create_store(self, *, data_key: bytes = testing.DATA_KEY, clock=None) -> EventStore:
+        store = testing.build_store(open_recorder(self.url), data_key=data_key, clock=clock)
+        self.addCleanup(store.close)
+        return store

@@ -1,0 +1,24 @@
+"""The event store contract on SQLite (a fresh database file per test)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hub.bootstrap import open_recorder
+from hub.store import testing
+from hub.store.eventstore import EventStore
+
+
+class TestSQLiteEventStore(testing.EventStoreContract):
+    def setUp(self) -> None:
+        super().setUp()
+        self.dir = Path(tempfile.mkdtemp(prefix="glasplade-store-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def create_store(self, *, data_key: bytes = testing.DATA_KEY, clock=None) -> EventStore:
+        store = testing.build_store(open_recorder(f"sqlite:///{self.dir / 'store.db'}"),
+                                    data_key=data_key, clock=clock)
+        self.addCleanup(store.close)
+        return store
