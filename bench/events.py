@@ -13,8 +13,9 @@ from hub.domain.cpr import synthetic_cpr
 _NS = uuid.UUID("0b7d4a52-35b9-4d8e-9a43-4f5f0a0c1d11")
 FIRST = ["Anna", "Mette", "Sofie", "Ida", "Lars", "Jens", "Mikkel", "Frederik", "Emma", "Noah"]
 LAST = ["Glasmose", "Testesen", "Prøvegaard", "Eksempelsen", "Fiktivsen", "Demoholm"]
-DEPTS = [("BUF", "dubu", "BL", "32"), ("BSF", "fasit", "LAS", "11"), ("VOKSEN", "cura", "SEL", "85"),
-         ("JOBCENTER", "fasit", "LAB", "68 a")]
+DEPTS = [("BUF", "dubu", "BL", "32"), ("BSF", "fasit", "LAS", "11"),
+         ("VOKSEN", "cura", "SEL", "85"), ("JOBCENTER", "fasit", "LAB", "68 a")]
+NOTE = "Samtale med borgeren om mål og indsats. Aftalt ny opfølgning om seks uger."
 
 
 def realistic_events(n: int, seed: int = 1) -> list[ev.CanonicalEvent]:
@@ -28,7 +29,8 @@ def realistic_events(n: int, seed: int = 1) -> list[ev.CanonicalEvent]:
         cpr = synthetic_cpr(born, p)
         at = t0 + timedelta(minutes=rnd.randrange(60 * 24 * 900))
 
-        def add(payload, *, case_key=None, src="cpr", rid=None, actor=None, when=None):
+        def add(payload, *, case_key=None, src="cpr", rid=None, actor=None, when=None, at=at,
+                cpr=cpr):
             rid = rid or f"{src}-{len(out)}"
             out.append(ev.CanonicalEvent(
                 event_id=uuid.uuid5(_NS, f"{src}/{rid}"), source_system=src,
@@ -58,7 +60,7 @@ def realistic_events(n: int, seed: int = 1) -> list[ev.CanonicalEvent]:
                 add(ev.CaseActionRecorded(
                     action_id=f"a-{p}-{c}-{k}", action_type="journal_note", subtype="opfølgning",
                     title="Opfølgning på handleplan",
-                    text="Samtale med borgeren om mål og indsats. Aftalt ny opfølgning om seks uger."),
+                    text=NOTE),
                     case_key=case_key, src=system, actor=worker,
                     when=at + timedelta(days=14 * (k + 1)))
             add(ev.CaseStatusChanged(status="closed", previous_status="open"), case_key=case_key,

@@ -114,7 +114,7 @@ def _dev_keys(path: Path) -> tuple[bytes, bytes]:
     if not path.exists():
         doc = {"data_key": base64.b64encode(secrets.token_bytes(32)).decode(),
                "pseudonym_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-               "note": "Development keys made by Glasplade for an SQLite store. Not for production."}
+               "note": "Development keys made by Glasplade for SQLite. Not for production."}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=2)

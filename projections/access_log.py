@@ -71,3 +71,7 @@ class AccessLog(Projection):
                                     == self.person_key_of(e.payload.old_identifier))
                              .values(person_key=self.person_key_of(e.payload.new_identifier)))
         insert_many(conn, entries, rows)
+
+
+def create(person_key_of: Callable[[str], str]) -> AccessLog:
+    return AccessLog(person_key_of)

@@ -398,3 +398,7 @@ class CitizenOverviewProjection(Projection):
                           for m in members])
         conn.execute(t.aliases.update().where(t.aliases.c.new_key == old).values(new_key=new))
         upsert(conn, t.aliases, [{"old_key": old, "new_key": new}])
+
+
+def create(person_key_of: Callable[[str], str]) -> CitizenOverviewProjection:
+    return CitizenOverviewProjection(person_key_of)

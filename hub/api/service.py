@@ -24,6 +24,8 @@ from hub.domain.cpr import is_valid_form
 from hub.logging import get_logger
 from projections import queries as q
 from projections.db import readmodel_engine
+from projections.registry import open_runner
+from projections.runner import ProjectionRunner
 
 log = get_logger("glasplade.api.service")
 SOURCE = "glasplade"
@@ -51,9 +53,33 @@ class Glasplade:
         self.engine: sa.Engine = (engine or hub.extras.get("readmodels")
                                   or readmodel_engine(hub.settings.effective_readmodel_url))
 
+        self._runner: ProjectionRunner | None = None
+
     def close(self) -> None:
         if self._own_engine:
             self.engine.dispose()
+
+    # --- projections (readiness, read-your-writes) ----------------------------------------
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        if self._runner is None:
+            self._runner = open_runner(self.hub, engine=self.engine)
+        return self._runner
+
+    def projection_lags(self, head: int) -> dict[str, int]:
+        """Events each registered projection is behind ``head`` (never prepared: all)."""
+        stored = self.runner.positions()
+        return {p.name: max(head - stored.get(p.name, (0, 0, None))[1], 0)
+                for p in self.runner.projections}
+
+    def catch_up(self, names: Sequence[str]) -> None:
+        """Bring these projections up to the store's head now (the background runner does the
+        same; whichever is first applies a batch, the other skips it)."""
+        try:
+            self.runner.run(names)
+        except Exception as exc:  # not prepared yet, or busy: the page shows what there is
+            log.warning("catch-up skipped", projections=list(names), error=type(exc).__name__)
 
     # --- capabilities (menu, buttons) -----------------------------------------------------
 
@@ -279,6 +305,7 @@ class Glasplade:
         if bool(person_key) == bool(user_id):
             raise ApiError(400, "person-or-user", "give exactly one of person or user",
                            "Angiv enten en borger eller en bruger.")
+        self.catch_up(["access_log"])  # the views recorded a moment ago are listed too
         with self.engine.connect() as conn:
             if person_key:
                 rows = q.accesses_to_person(conn, person_key, limit=limit)

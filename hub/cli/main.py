@@ -9,7 +9,7 @@ import typer
 
 from hub.cli.common import build_hub, current_user, print_json, print_table, record_access
 from hub.ingest.formats import FileUnreadable, event_to_json, read_file
-from hub.ingest.pipeline import IngestSummary, Ingestor
+from hub.ingest.pipeline import Ingestor, IngestSummary
 from hub.ingest.validate import Validator
 
 app = typer.Typer(

@@ -105,3 +105,31 @@ def payload_to_dict(payload: Any) -> dict[str, Any]:
             value = list(value)
         out[name] = value
     return out
+
+
+@cache
+def _nested(cls: type) -> tuple[tuple[str, str], ...]:
+    return tuple((n, k) for n, k in _plan(cls) if k in ("address", "tuple"))
+
+
+def payload_from_record(cls: type, data: dict[str, Any]) -> Any:
+    """Fast path for records already checked by Avro decoding (types and field names are right):
+    only nested records and arrays are converted.
+    """
+    nested = _nested(cls)
+    if nested:
+        data = dict(data)
+        for name, kind in nested:
+            value = data.get(name)
+            if value is None:
+                continue
+            if kind == "address":
+                if isinstance(value, tuple):  # a union branch given as (name, record)
+                    value = value[1]
+                data[name] = ev.Address(**value)
+            else:
+                data[name] = tuple(value)
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise PayloadError(f"{cls.__name__}: {exc}") from None

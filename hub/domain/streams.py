@@ -35,7 +35,8 @@ _PERSON_TYPES = frozenset(ev.PAYLOAD_TYPES[name] for name in ev.PERSON_EVENTS)
 
 def stream_name(payload: ev.Payload, *, case_key: str | None, person_key: str | None) -> str:
     """The stream's name: case:<key>, person:<pseudonym>, pathway:<id>, match:<rule>:<person>,
-    overlap:<id>, access:<person>, supervision:<id>."""
+    overlap:<id>, access:<person>, supervision:<id>.
+    """
     cls = type(payload)
     own = _OWN_STREAM.get(cls)
     if own is not None:

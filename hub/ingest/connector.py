@@ -24,7 +24,8 @@ class ConnectorError(RuntimeError):
 
 class SourceUnavailable(ConnectorError):
     """The source did not answer properly (connection refused, timeout, 5xx, SOAP fault):
-    worth retrying later."""
+    worth retrying later.
+    """
 
 
 class AuthenticationFailed(ConnectorError):

@@ -101,8 +101,13 @@ def _read_avro(path: Path, schemas: Schemas) -> Iterator[SourceRecord]:
         raise FileUnreadable(f"{path}: {exc}") from exc
     with f:
         try:
-            reader = fastavro.reader(f, reader_schema=schemas.envelope, return_record_name=True,
-                                    return_record_name_override=True)
+            reader = fastavro.reader(f, return_record_name=True, return_record_name_override=True)
+            if _canonical(reader.writer_schema) != _canonical(schemas.raw):
+                # Written with another version of the schemas: resolve to the current one.
+                f.seek(0)
+                reader = fastavro.reader(f, reader_schema=schemas.envelope,
+                                         return_record_name=True,
+                                         return_record_name_override=True)
         except Exception as exc:  # fastavro raises ValueError/SchemaResolutionError/...
             raise FileUnreadable(f"{path}: not a readable Avro container: {exc}") from exc
         n = 0
@@ -112,6 +117,10 @@ def _read_avro(path: Path, schemas: Schemas) -> Iterator[SourceRecord]:
                 yield SourceRecord(origin=f"{path.name}#{n}", record=rec, avro=True)
         except Exception as exc:
             raise FileUnreadable(f"{path}: unreadable after record {n}: {exc}") from exc
+
+
+def _canonical(schema: Any) -> str:
+    return fastavro.schema.to_parsing_canonical_form(schema)
 
 
 def _read_jsonl(path: Path) -> Iterator[SourceRecord]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -12,7 +13,7 @@ from fastavro.validation import ValidationError, validate
 
 from hub.domain import cpr
 from hub.domain import events as ev
-from hub.domain.codec import PayloadError, payload_from_dict, payload_to_dict
+from hub.domain.codec import PayloadError, payload_from_dict, payload_from_record, payload_to_dict
 from hub.domain.streams import NoStream, stream_name
 from hub.schemas import NAMESPACE, Schemas
 
@@ -39,6 +40,19 @@ class Validator:
         name, body = branch
         short = name.removeprefix(NAMESPACE + ".")
         return self._build(record, short, body, from_text=False)
+
+    def _payload(self, cls: type, short: str, body: Any, from_text: bool) -> ev.Payload:
+        try:
+            if not from_text:
+                return payload_from_record(cls, body)
+            payload = payload_from_dict(cls, body, from_text=True)
+        except PayloadError as exc:
+            raise Rejected(str(exc)) from None
+        try:
+            validate(payload_to_dict(payload), self.schemas.records[short], raise_errors=True)
+        except ValidationError as exc:
+            raise Rejected(f"{short} does not match its schema: {exc}") from None
+        return payload
 
     def from_json(self, record: Any) -> ev.CanonicalEvent:
         """A hand-made JSON record: the envelope's fields, ``event_type``, ``payload`` object."""
@@ -71,22 +85,16 @@ class Validator:
         if not isinstance(version, int) or not 1 <= version <= known:
             raise Rejected(f"schema_version {version!r} of {short} is not one this hub knows "
                            f"(1..{known})")
-        try:
-            event_id = UUID(str(record["event_id"]))
-        except ValueError:
-            raise Rejected(f"event_id {record['event_id']!r} is not a UUID") from None
-        occurred_at = _timestamp(record["occurred_at"], "occurred_at")
-        try:
-            payload = payload_from_dict(cls, body, from_text=from_text)
-        except PayloadError as exc:
-            raise Rejected(str(exc)) from None
-        if from_text:
+        event_id = record["event_id"]
+        if not isinstance(event_id, UUID):
             try:
-                validate(payload_to_dict(payload), self.schemas.records[short], raise_errors=True)
-            except ValidationError as exc:
-                raise Rejected(f"{short} does not match its schema: {exc}") from None
+                event_id = UUID(str(event_id))
+            except ValueError:
+                raise Rejected(f"event_id {event_id!r} is not a UUID") from None
+        occurred_at = _timestamp(record["occurred_at"], "occurred_at")
+        payload = self._payload(cls, short, body, from_text)
         person = record.get("person")
-        if person is not None and not cpr.is_valid_form(person):
+        if person is not None and not _valid_person(person):
             raise Rejected("person is not a CPR or substitute number of valid form")
         try:
             stream_name(payload, case_key=record.get("case_key"),
@@ -108,7 +116,14 @@ class Validator:
         )
 
 
+@lru_cache(maxsize=1 << 20)
+def _valid_person(identifier: str) -> bool:
+    return cpr.is_valid_form(identifier)
+
+
 def _timestamp(value: Any, name: str) -> datetime:
+    if type(value) is datetime and value.tzinfo is not None:
+        return value
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)

@@ -21,7 +21,8 @@ class StoreError(RuntimeError):
 
 class EventRow(NamedTuple):
     """An event as a backend writes it: clear index columns, sealed state. (A NamedTuple: made
-    once per event on the hot path, where a frozen dataclass costs several times more.)"""
+    once per event on the hot path, where a frozen dataclass costs several times more.)
+    """
 
     originator_id: UUID
     topic: str
@@ -64,7 +65,8 @@ class CursorUpdate:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A source record that could not become a canonical event, with the reason. ``raw`` is
-    sealed before it is written."""
+    sealed before it is written.
+    """
 
     source_system: str
     reason: str
@@ -108,7 +110,8 @@ class EventRecorder(ABC):
     ) -> AppendOutcome:
         """In one transaction: skip rows whose source_key is already stored (or repeated in the
         batch), give each new row the next version of its stream and the next global position,
-        write cursors and dead letters. Either all of it is committed or none."""
+        write cursors and dead letters. Either all of it is committed or none.
+        """
 
     @abstractmethod
     def rows_after(self, position: int, limit: int, topics: Sequence[str] = ()) -> list[StoredRow]:

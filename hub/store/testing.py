@@ -76,7 +76,8 @@ class _Boom(RuntimeError):
 
 class _ExplodingCursor:
     """Quacks like ``CursorUpdate`` until the store reads its position: then it raises, after
-    the batch's events were already inserted in the open transaction."""
+    the batch's events were already inserted in the open transaction.
+    """
 
     connector = "boom"
     stream = "s"

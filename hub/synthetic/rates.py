@@ -29,6 +29,7 @@ UNITS: tuple[UnitSpec, ...] = (
     UnitSpec("BUF-UNDERRET", "Modtagelsen (underretninger)", "BUF", "dubu", 80),
     UnitSpec("BUF-UNGE", "Ungekontakten, Center for Familie og Rådgivning", "BUF", "dubu", 30),
     UnitSpec("BSF-MISBRUG", "Misbrugscenter Glasby", "BSF", "fasit", 40),
+    UnitSpec("BSF-PENSION", "Pension og sociale ydelser", "BSF", "fasit", 120),
     UnitSpec("BSF-RAAD", "Rådgivningshuset, Center for Job og Rådgivning", "BSF", "fasit", 40),
     UnitSpec("JC-KONT", "Jobcenter, kontanthjælp", "JOBCENTER", "fasit", 35),
     UnitSpec("JC-SYG", "Jobcenter, sygedagpenge", "JOBCENTER", "fasit", 40),
@@ -125,6 +126,10 @@ SERVICES: tuple[Service, ...] = (
             "Alkoholbehandling", "SUL", "141", "service", ("Ambulant alkoholbehandling",),
             mean_years=0.8, closed_factor=1.0, vulnerable_share=0.7,
             notes_per_year=5, decision_days=(1, 14), hours=(1, 4)),
+    Service("disability_pension", 4100, (18, 66), ("BSF-PENSION",), "foertidspension",
+            "Førtidspension", "LSP", "16", "benefit", ("Førtidspension",),
+            mean_years=15.0, closed_factor=0.1, vulnerable_share=0.35,
+            notes_per_year=0.5, decision_days=(30, 180), monthly_rate=(18_000, 21_500)),
     # --- adult support (VOKSEN, Cura) ---------------------------------------------------------
     Service("sel85", 780, (18, 80), ("VOK-STOTTE",), "socialpaedagogisk_stoette",
             "Socialpædagogisk støtte", "SEL", "85", "service", ("Socialpædagogisk støtte",),
@@ -162,7 +167,7 @@ class Rates:
     # the rest: other households of 2-3 adults (a parent with an adult child, shared flats)
     adult_child_at_home: float = 0.3      # families with a son or daughter of 18-24 at home
     children_per_family: tuple[float, ...] = (0.42, 0.40, 0.14, 0.04)  # 1, 2, 3, 4 children
-    vulnerable_households: float = 0.12
+    vulnerable_households: float = 0.065
     protected_address: float = 0.005
     substitute_number: float = 0.004      # adults first known by a substitute number
     alternate_spelling: float = 0.03      # a fagsystem spells the last name differently

@@ -36,9 +36,7 @@ def _event(payload, n: int, *, case_key: str | None = "dubu:S-1", person: str = 
 
 def good_events() -> list[ev.CanonicalEvent]:
     return [
-        _event(ev.PersonRegistered(first_name="Testa", last_name="Testesen",
-                                   birth_date=date(1987, 6, 5), sex="K"), 0, case_key=None,
-               source="cpr"),
+        _event(ev.PersonCivilStatusChanged(civil_status="G"), 0, case_key=None, source="cpr"),
         _event(ev.CaseOpened(department="BUF", unit_id="u1", unit_name="Familie",
                              case_type="underretning", status="open"), 1),
         _event(ev.CaseActionRecorded(action_id="a1", action_type="journal_note"), 2),
@@ -137,6 +135,19 @@ def test_clean_files_exit_zero_and_rerun_stores_nothing(runner, store_url, tmp_p
     assert "read 4, stored 0, duplicate 4, rejected 0" in out
 
 
+def test_a_json_person_with_a_nested_record_is_ingested(runner, store_url, tmp_path):
+    # PersonRegistered's schema references the named record Address.
+    person = _event(ev.PersonRegistered(first_name="Testa", last_name="Testesen",
+                                        birth_date=date(1987, 6, 5), sex="K"), 0, case_key=None,
+                    source="cpr")
+    path = _write_jsonl(tmp_path / "p.jsonl", [_line(person)])
+    result = runner.invoke(app, ["ingest", str(path), "--store", store_url])
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        repr(result.exception))
+    assert result.exit_code == 0, result.output
+    assert "stored 1" in result.stdout
+
+
 def test_an_unreadable_file_fails_with_status_1(runner, store_url, tmp_path):
     good = _write_jsonl(tmp_path / "good.jsonl", [_line(good_events()[1])])
     not_avro = tmp_path / "broken.avro"
@@ -228,6 +239,6 @@ def test_stats_json(runner, store_url, tmp_path):
     assert stats["events"] == 4
     assert stats["last_position"] >= 4
     by = {(r["event_type"], r["source_system"]): r["count"] for r in stats["by_type_and_source"]}
-    assert by == {("PersonRegistered", "cpr"): 1, ("CaseOpened", "dubu"): 1,
+    assert by == {("PersonCivilStatusChanged", "cpr"): 1, ("CaseOpened", "dubu"): 1,
                   ("CaseActionRecorded", "dubu"): 1, ("CaseStatusChanged", "dubu"): 1}
     assert stats["dead_letters"] == {"dubu": 1}

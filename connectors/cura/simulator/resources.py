@@ -42,12 +42,18 @@ class Indexed:
 class Resources:
     def __init__(self, municipality: Municipality):
         self.m = municipality
+        self._unit_map: dict = {}
+        self._cw_map: dict = {}
 
     def _units(self) -> dict:
-        return {u.unit_id: u for u in self.m.units}
+        if len(self._unit_map) != len(self.m.units):
+            self._unit_map = {u.unit_id: u for u in self.m.units}
+        return self._unit_map
 
     def _caseworkers(self) -> dict:
-        return {c.caseworker_id: c for c in self.m.caseworkers}
+        if len(self._cw_map) != len(self.m.caseworkers):
+            self._cw_map = {c.caseworker_id: c for c in self.m.caseworkers}
+        return self._cw_map
 
     def cases(self) -> list[Case]:
         return [c for c in self.m.cases if c.system == "cura"]
