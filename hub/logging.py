@@ -16,9 +16,14 @@ import structlog
 _CPR_LIKE = re.compile(r"(?<!\d)(\d{6})-?(\d{4})(?!\d)")
 
 
+def mask_text(text: str) -> str:
+    """Replace anything shaped like a CPR number (with or without the dash)."""
+    return _CPR_LIKE.sub("XXXXXX-XXXX", text)
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return _CPR_LIKE.sub("XXXXXX-XXXX", value)
+        return mask_text(value)
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -263,7 +263,7 @@ class AccessEntry:
 
 def _aware(value: datetime | None) -> datetime | None:
     return None if value is None else (value.replace(tzinfo=UTC) if value.tzinfo is None
-                                       else value)
+                                       else value.astimezone(UTC))
 
 
 def _today(today: date | None) -> date:

@@ -9,6 +9,7 @@ of reading events rather than at the speed of one round trip per event.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +51,9 @@ class RowCache:
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
         self._conn: sa.Connection | None = None
+        # SQLite hands back naive timestamps: make them aware again (UTC, as written).
+        self._aware = [c.name for c in table.columns
+                       if isinstance(c.type, sa.DateTime) and c.type.timezone]
 
     def load(self, conn: sa.Connection, keys: Iterable[str]) -> None:
         """Read the rows with these keys (those not read yet) in as few queries as possible."""
@@ -61,6 +65,10 @@ class RowCache:
                 self._rows[k] = None
             for row in conn.execute(sa.select(self.table).where(self.key_column.in_(chunk))):
                 m = dict(row._mapping)
+                for name in self._aware:
+                    v = m[name]
+                    if v is not None and v.tzinfo is None:
+                        m[name] = v.replace(tzinfo=UTC)
                 self._rows[m[self.key_column.name]] = m
 
     def get(self, key: str) -> dict[str, Any] | None:

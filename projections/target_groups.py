@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.rows import upsert
+from projections.rows import upsert as _upsert_rows
 
 #: Case statuses that end a case's activity (canonical statuses from the connectors' mappings).
 INACTIVE_STATUSES = frozenset({"closed", "passive", "dismissed", "completed", "cancelled",
@@ -30,6 +30,17 @@ RELATION_REMOVED = frozenset({"removed", "ended", "deleted"})
 MEETING_ACTION = "meeting"
 
 KeyOf = Callable[[str], str]
+
+
+def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert; for tables whose every column is in the key: insert, ignoring duplicates."""
+    if all(c.primary_key for c in table.columns):
+        for row in rows:
+            keys = [table.c[k] == v for k, v in row.items()]
+            if conn.execute(sa.select(sa.literal(1)).where(*keys)).first() is None:
+                conn.execute(table.insert().values(**row))
+        return
+    _upsert_rows(conn, table, rows)
 
 
 def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Table]:

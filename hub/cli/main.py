@@ -142,6 +142,8 @@ def dead_letters(limit: int = typer.Option(20), source: str = typer.Option(None)
 #: Command groups owned by other modules; each module has ``register(app)``.
 #: Add one line per module (keep this list the only place that knows them).
 COMMAND_MODULES: list[str] = [
+    "hub.cli.serve",
+    "hub.cli.projections",
 ]
 
 for _module in COMMAND_MODULES:

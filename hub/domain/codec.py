@@ -51,15 +51,21 @@ def _convert(kind: str, value: Any, from_text: bool) -> Any:
         return value
     if kind == "date":
         if isinstance(value, str) and from_text:
-            return date.fromisoformat(value)
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise PayloadError("expected an ISO date (YYYY-MM-DD)") from None
         if isinstance(value, datetime) or not isinstance(value, date):
-            raise PayloadError(f"expected a date, got {value!r}")
+            raise PayloadError(f"expected a date, got {_kind(value)}")
         return value
     if kind == "datetime":
         if isinstance(value, str) and from_text:
-            return datetime.fromisoformat(value)
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                raise PayloadError("expected an ISO 8601 timestamp") from None
         if not isinstance(value, datetime):
-            raise PayloadError(f"expected a timestamp, got {value!r}")
+            raise PayloadError(f"expected a timestamp, got {_kind(value)}")
         return value
     if kind == "address":
         if isinstance(value, ev.Address):
@@ -67,9 +73,14 @@ def _convert(kind: str, value: Any, from_text: bool) -> Any:
         return payload_from_dict(ev.Address, value, from_text=from_text)
     if kind == "tuple":
         if not isinstance(value, list | tuple):
-            raise PayloadError(f"expected a list, got {value!r}")
+            raise PayloadError(f"expected a list, got {_kind(value)}")
         return tuple(value)
     raise AssertionError(kind)
+
+
+def _kind(value: Any) -> str:
+    """Name the type of a bad value, never the value itself (it may be personal data)."""
+    return type(value).__name__
 
 
 def payload_from_dict(cls: type, data: dict[str, Any], *, from_text: bool = False) -> Any:

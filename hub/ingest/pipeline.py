@@ -11,6 +11,7 @@ import orjson
 from hub.domain import events as ev
 from hub.ingest.formats import SourceRecord
 from hub.ingest.validate import Rejected, Validator
+from hub.logging import mask_text
 from hub.store.contract import AppendOutcome, CursorUpdate, DeadLetter
 from hub.store.eventstore import EventStore
 
@@ -72,7 +73,8 @@ class Ingestor:
                          else self.validator.from_json(rec.record))
                 events.append(event)
             except Rejected as exc:
-                reason = f"{rec.origin}: {exc}"
+                # Reasons are stored and shown in clear: never let a CPR-shaped value through.
+                reason = mask_text(f"{rec.origin}: {exc}")
                 summary.rejected += 1
                 key = _reason_class(str(exc))
                 summary.reasons[key] = summary.reasons.get(key, 0) + 1

@@ -1,4 +1,4 @@
-"""One record (Avro or JSON form of the envelope) -> a canonical event, or a clear reason why not."""
+"""One record (Avro or JSON form of the envelope) -> a canonical event, or why not."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Validator:
         try:
             validate(payload_to_dict(payload), self.schemas.records[short], raise_errors=True)
         except ValidationError as exc:
-            raise Rejected(f"{short} does not match its schema: {exc}") from None
+            raise Rejected(f"{short} does not match its schema: {_fields_of(exc)}") from None
         return payload
 
     def from_json(self, record: Any) -> ev.CanonicalEvent:
@@ -90,7 +90,7 @@ class Validator:
             try:
                 event_id = UUID(str(event_id))
             except ValueError:
-                raise Rejected(f"event_id {event_id!r} is not a UUID") from None
+                raise Rejected("event_id is not a UUID") from None
         occurred_at = _timestamp(record["occurred_at"], "occurred_at")
         payload = self._payload(cls, short, body, from_text)
         person = record.get("person")
@@ -116,6 +116,13 @@ class Validator:
         )
 
 
+def _fields_of(exc: ValidationError) -> str:
+    """fastavro's message quotes the bad value; keep only the field paths (no personal data)."""
+    fields = {str(getattr(err, "field", "?")).removeprefix(NAMESPACE + ".")
+              for err in getattr(exc, "errors", ())}
+    return "invalid field(s) " + ", ".join(sorted(fields or {"?"}))
+
+
 @lru_cache(maxsize=1 << 20)
 def _valid_person(identifier: str) -> bool:
     return cpr.is_valid_form(identifier)
@@ -128,7 +135,7 @@ def _timestamp(value: Any, name: str) -> datetime:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise Rejected(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+            raise Rejected(f"{name} is not an ISO 8601 timestamp") from None
     elif isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):

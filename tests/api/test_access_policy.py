@@ -25,7 +25,7 @@ def user(role: str, *units: str) -> User:
 
 OWN = CaseScope("dubu:S-1", "U-BUF")
 OTHER = CaseScope("fasit:F-1", "U-JOB")
-PURPOSE = "sagsbehandling"
+PURPOSE = "casework"
 
 
 def consent(**kw) -> ConsentFact:
@@ -44,7 +44,7 @@ def consent(**kw) -> ConsentFact:
     ("caseworker", OTHER, [consent(valid_until=TODAY)], "full", "consent"),
     ("caseworker", OTHER, [consent(valid_from=date(2026, 12, 1))], "existence", "no-consent"),
     ("caseworker", OTHER, [consent(unit_ids=("U-VOKSEN",))], "existence", "no-consent"),
-    ("caseworker", OTHER, [consent(purpose="underretning")], "existence", "no-consent"),
+    ("caseworker", OTHER, [consent(purpose="notification")], "existence", "no-consent"),
     ("leader", OWN, [], "full", "own-unit"),
     ("leader", OTHER, [consent()], "existence", "no-consent"),
     ("auditor", OWN, [consent()], "none", "role-no-content"),

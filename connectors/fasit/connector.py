@@ -1,0 +1,248 @@
+"""The Fasit connector: two streams over the jobcentre backend's queries.
+
+- ``cases``: new cases, incrementally: ``/api/search`` with ``Cases.CreatedOn gt <cursor>`` (less
+  an overlap), then ``getcases`` for each citizen found. Cursor: the newest ``createdOn`` seen,
+  moved only when the whole search has been read.
+- ``citizens``: a sweep of every citizen Fasit knows: ``getcases`` (status and caseworker changes,
+  found by diffing against the store as for DUBU), journal notes newer than the cursor's
+  ``eventDate`` (less an overlap, newest first), and person-group markings. Cursor: the search
+  page to resume from and the journal high-water mark.
+Both streams diff cases against the same ``KnownCases``, so a case found by both is recorded once.
+See docs/connectors/fasit.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from connectors.dubu.casediff import KnownCases, diff_case
+from connectors.fasit.client import BearerToken, FasitClient
+from connectors.fasit.dates import parse_timestamp, timestamp_to_wire
+from connectors.fasit.mapping import (
+    SOURCE_SYSTEM,
+    Malformed,
+    cpr_of,
+    marking_events,
+    note_event,
+    to_snapshot,
+)
+from connectors.http import RetryPolicy
+from hub.config import ConfigError, Settings
+from hub.domain import events as ev
+from hub.ingest.connector import Batch, Connector, Stream
+from hub.ingest.validate import LOCAL_TZ
+from hub.store.contract import DeadLetter
+from hub.store.eventstore import EventStore
+
+
+@dataclass(frozen=True)
+class FasitConfig:
+    base_url: str
+    tenant: str
+    token_url: str | None = None
+    client_id: str = ""
+    client_secret: str = ""
+    token: str | None = None
+    created_overlap: timedelta = timedelta(minutes=10)
+    journal_overlap: timedelta = timedelta(days=30)
+    timeout: float = 30.0
+    verify: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FasitConfig:
+        def get(key: str, default: Any = None) -> Any:
+            return settings.component("fasit", key, default)
+
+        base_url, tenant = get("base_url"), get("tenant")
+        if not base_url or not tenant:
+            raise ConfigError("Fasit needs FASIT_BASE_URL and FASIT_TENANT")
+        token, token_url = get("token"), get("token_url")
+        if not token and not token_url:
+            raise ConfigError("Fasit needs FASIT_TOKEN (or _FILE), or FASIT_TOKEN_URL with "
+                              "FASIT_CLIENT_ID and FASIT_CLIENT_SECRET (or _FILE)")
+        return cls(base_url=base_url, tenant=tenant, token_url=token_url,
+                   client_id=get("client_id", ""), client_secret=get("client_secret", ""),
+                   token=token,
+                   created_overlap=timedelta(seconds=float(get("created_overlap_s", 600))),
+                   journal_overlap=timedelta(days=float(get("journal_overlap_days", 30))),
+                   timeout=float(get("timeout", 30)),
+                   verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"))
+
+
+def _dead(record: Any, reason: str, record_id: str | None) -> DeadLetter:
+    return DeadLetter(source_system=SOURCE_SYSTEM, reason=f"fasit: {reason}",
+                      raw=orjson.dumps(record, default=str), source_record_id=record_id)
+
+
+class _Citizen:
+    """What one citizen contributes: cases diffed against the store, notes, markings."""
+
+    def __init__(self, client: FasitClient, known: KnownCases, now: datetime):
+        self.client = client
+        self.known = known
+        self.now = now
+        self.events: list[ev.CanonicalEvent] = []
+        self.dead: list[DeadLetter] = []
+
+    def person(self, row: Any) -> tuple[str, str] | None:
+        cid = row.get("CitizenId") if isinstance(row, dict) else None
+        try:
+            if not isinstance(cid, str) or not cid:
+                raise Malformed("CitizenId is missing")
+            return cid, cpr_of(row.get("CitizenCprFormatted"))
+        except Malformed as exc:
+            self.dead.append(_dead(row, str(exc), f"Citizen/{cid}" if cid else None))
+            return None
+
+    def cases(self, cid: str, cpr: str, created_after: datetime | None = None
+              ) -> datetime | None:
+        newest = None
+        for raw in self.client.cases(cid):
+            try:
+                snap = to_snapshot(raw, cpr)
+            except Malformed as exc:
+                rid = raw.get("caseId") if isinstance(raw, dict) else None
+                self.dead.append(_dead(raw, str(exc), f"Case/{rid}" if rid else None))
+                continue
+            newest = max(newest or snap.opened_at, snap.opened_at)
+            if created_after is not None and snap.opened_at <= created_after:
+                continue
+            self.events.extend(diff_case(SOURCE_SYSTEM, snap, self.known.get(snap.case_key),
+                                         self.now))
+        return newest
+
+    def notes(self, cid: str, cpr: str, after: str | None) -> str | None:
+        newest = None
+        for raw in self.client.journal_notes(cid, after):
+            try:
+                e = note_event(raw, cpr)
+            except Malformed as exc:
+                self.dead.append(_dead(raw, str(exc), None))
+                continue
+            self.events.append(e)
+            stamp = timestamp_to_wire(e.occurred_at)
+            newest = max(newest or stamp, stamp)
+        return newest
+
+    def markings(self, cid: str, cpr: str) -> None:
+        today = self.now.astimezone(LOCAL_TZ).date()
+        for raw in self.client.markings(cid):
+            try:
+                self.events.extend(marking_events(raw, cpr, today))
+            except Malformed as exc:
+                self.dead.append(_dead(raw, str(exc), None))
+
+
+class CasesStream(Stream):
+    name = "cases"
+
+    def __init__(self, client: FasitClient, config: FasitConfig,
+                 known: Callable[[], KnownCases], now: Callable[[], datetime]):
+        self.client, self.config, self.known, self.now = client, config, known, now
+
+    def read(self, cursor: str | None) -> Iterator[Batch]:
+        known = self.known()
+        known.catch_up()
+        since = parse_timestamp(cursor) if cursor else None
+        after = since - self.config.created_overlap if since else None
+        rules = ([{"field": "Cases.CreatedOn", "operator": "gt",
+                   "value": timestamp_to_wire(after)}] if after else [])
+        newest = since
+        for _page, rows, last in self.client.search_rows(rules):
+            work = _Citizen(self.client, known, self.now())
+            for row in rows:
+                who = work.person(row)
+                if who:
+                    seen = work.cases(*who, created_after=after)
+                    if seen and (newest is None or seen > newest):
+                        newest = seen
+            done = timestamp_to_wire(newest) if last and newest else None
+            yield Batch(work.events, work.dead, done)
+
+
+class CitizensStream(Stream):
+    name = "citizens"
+
+    def __init__(self, client: FasitClient, config: FasitConfig,
+                 known: Callable[[], KnownCases], now: Callable[[], datetime]):
+        self.client, self.config, self.known, self.now = client, config, known, now
+
+    def read(self, cursor: str | None) -> Iterator[Batch]:
+        known = self.known()
+        known.catch_up()
+        state = orjson.loads(cursor) if cursor else {}
+        page = int(state.get("page", 1))
+        journal_after = state.get("journal_after")
+        journal_max = state.get("journal_max") or journal_after
+        after = (timestamp_to_wire(parse_timestamp(journal_after) - self.config.journal_overlap)
+                 if journal_after else None)
+        for number, rows, last in self.client.search_rows([], first_page=page):
+            work = _Citizen(self.client, known, self.now())
+            for row in rows:
+                who = work.person(row)
+                if who:
+                    work.cases(*who)
+                    newest = work.notes(*who, after)
+                    if newest and (journal_max is None or newest > journal_max):
+                        journal_max = newest
+                    work.markings(*who)
+            if last:
+                state = {"page": 1, "journal_after": journal_max, "journal_max": journal_max}
+            else:
+                state = {"page": number + 1, "journal_after": journal_after,
+                         "journal_max": journal_max}
+            yield Batch(work.events, work.dead, orjson.dumps(state).decode())
+
+
+class FasitConnector(Connector):
+    name = SOURCE_SYSTEM
+
+    def __init__(self, config: FasitConfig, store: EventStore | Callable[[], EventStore],
+                 retry: RetryPolicy | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.config = config
+        self.now = now
+        self.client = FasitClient(
+            base_url=config.base_url, timeout=config.timeout, verify=config.verify,
+            retry=retry or RetryPolicy(), headers={"X-Tenant": config.tenant},
+            auth=BearerToken(config.token_url, config.client_id, config.client_secret,
+                             token=config.token))
+        self._store = store
+        self._owned_store: EventStore | None = None
+        self._known: KnownCases | None = None
+
+    def known(self) -> KnownCases:
+        if self._known is None:
+            store = self._store
+            if not isinstance(store, EventStore):
+                store = self._owned_store = store()
+            self._known = KnownCases(store, SOURCE_SYSTEM)
+        return self._known
+
+    def check(self) -> None:
+        self.client.person_groups()
+        self.client.search([], 1, 1)
+
+    def streams(self) -> list[Stream]:
+        return [CasesStream(self.client, self.config, self.known, self.now),
+                CitizensStream(self.client, self.config, self.known, self.now)]
+
+    def close(self) -> None:
+        self.client.close()
+        if self._owned_store is not None:
+            self._owned_store.close()
+            self._owned_store = None
+            self._known = None
+
+
+def from_settings(settings: Settings, store: EventStore | None = None) -> FasitConnector:
+    """The registry's factory (see ``connectors.dubu.connector.from_settings`` on the store)."""
+    from hub.bootstrap import open_store
+
+    return FasitConnector(FasitConfig.from_settings(settings),
+                          store if store is not None else (lambda: open_store(settings)))

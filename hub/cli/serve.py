@@ -1,0 +1,80 @@
+"""``glasplade serve``: the HTTP API and the Danish dashboard, with the projections following
+the store in a background thread."""
+
+from __future__ import annotations
+
+import threading
+
+import typer
+
+from hub.bootstrap import Hub
+from hub.cli.common import build_hub
+from hub.config import ConfigError
+from hub.logging import get_logger
+
+log = get_logger("glasplade.serve")
+
+
+def follow_projections(hub: Hub, stop: threading.Event, *, interval: float = 0.5,
+                       retry: float = 5.0) -> threading.Thread:
+    """Start a daemon thread that keeps every registered projection caught up until ``stop``.
+    A failing batch is logged and retried after ``retry`` seconds (readiness shows the lag)."""
+    from projections.registry import open_runner, pg_waiter
+
+    def loop() -> None:
+        runner = open_runner(hub)
+        wait = pg_waiter(hub.settings.store_url)
+        try:
+            while not stop.is_set():
+                try:
+                    runner.follow(stop=stop, interval=interval, wait=wait)
+                except Exception as exc:  # keep serving; /readyz reports the lag
+                    log.error("projection follower failed; retrying", error=type(exc).__name__,
+                              detail=str(exc)[:300])
+                    stop.wait(retry)
+        finally:
+            if wait is not None:
+                wait.close()  # type: ignore[attr-defined]
+            runner.engine.dispose()
+
+    thread = threading.Thread(target=loop, name="glasplade-projections", daemon=True)
+    thread.start()
+    return thread
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+        port: int = typer.Option(8080, help="Port (0: any free port)"),
+        demo_users: bool = typer.Option(False, "--demo-users",
+                                        help="Development login with the demo municipality's "
+                                             "users (hub/api/demo_users.toml)"),
+        projections: bool = typer.Option(True, "--projections/--no-projections",
+                                         help="Follow the store with the projections in a "
+                                              "background thread"),
+        store: str = typer.Option(None, "--store", envvar="GLASPLADE_STORE_URL",
+                                  help="sqlite:///path.db or postgresql://user@host:port/db"),
+    ) -> None:
+        """Serve the HTTP API (/api/v1, OpenAPI at /api/docs) and the dashboard."""
+        import uvicorn
+
+        from hub.api.app import create_app
+
+        hub = build_hub(store)
+        stop = threading.Event()
+        try:
+            try:
+                api = create_app(hub, demo_users=demo_users)
+            except ConfigError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from None
+            thread = follow_projections(hub, stop) if projections else None
+            typer.echo(f"Glasplade serves the dashboard at http://{host}:{port}/ "
+                       f"(API: http://{host}:{port}/api/docs)")
+            uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+        finally:
+            stop.set()
+            if projections and thread is not None:
+                thread.join(timeout=10)
+            hub.close()

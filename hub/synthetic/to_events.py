@@ -1,0 +1,188 @@
+"""The synthetic municipality as canonical events.
+
+Every event has a stable source key (source_system, source_record_id, source_version) and an
+event id that is the uuid5 of that key, so emitting the same municipality twice gives the same
+events and ingesting them again stores nothing new. Person facts come from "cpr"; case facts from
+the case's own fagsystem; markings from the marking's system; consents from "sbsys" (the consent
+form is journalised in the ESDH system).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, time
+from uuid import UUID, uuid5
+
+from hub.domain import events as ev
+from hub.synthetic.cases import TZ
+from hub.synthetic.model import Case, Consent, Marking, Municipality, Person, Relation
+from hub.synthetic.population import first_address
+
+#: Namespace of the demo's event ids (uuid5 of the source key).
+EVENT_NAMESPACE = UUID("9e3c1b7a-2f4d-4d8e-8f61-5a0b7c2d9e10")
+CONSENT_SYSTEM = "sbsys"
+
+
+def event_id(source_system: str, record_id: str, version: str) -> UUID:
+    return uuid5(EVENT_NAMESPACE, f"{source_system}\x1f{record_id}\x1f{version}")
+
+
+def _noon(d: date) -> datetime:
+    return datetime.combine(d, time(12), TZ)
+
+
+def _event(system: str, record_id: str, version: str, when: datetime, payload: ev.Payload, *,
+           person: str | None, case_key: str | None = None, actor: str | None = None
+           ) -> ev.CanonicalEvent:
+    return ev.CanonicalEvent(
+        event_id=event_id(system, record_id, version), source_system=system,
+        source_record_id=record_id, source_version=version, occurred_at=when, payload=payload,
+        person=person, case_key=case_key, actor=actor)
+
+
+def municipality_events(m: Municipality, *, time_ordered: bool = False
+                        ) -> Iterator[ev.CanonicalEvent]:
+    """All events of ``m``: each stream's events together and in business-time order (persons,
+    then cases, consents, markings); or, with ``time_ordered``, all events by business time
+    (holds every event in memory: meant for demo sizes)."""
+    if time_ordered:
+        yield from sorted(municipality_events(m), key=lambda e: e.occurred_at)
+        return
+    relations: dict[str, list[Relation]] = {}
+    for r in m.relations:
+        relations.setdefault(r.person, []).append(r)
+    for p in m.persons:
+        yield from person_events(p, relations.get(p.cpr, ()))
+    units = {u.unit_id: u.name for u in m.units}
+    workers = {c.caseworker_id: c for c in m.caseworkers}
+    for c in m.cases:
+        yield from case_events(c, units, workers, m.as_of)
+    for consent in m.consents:
+        yield from consent_events(consent, m.as_of)
+    for marking in m.markings:
+        yield from marking_events(marking, m.as_of)
+
+
+def person_events(p: Person, relations=()) -> list[ev.CanonicalEvent]:
+    cpr, rid = p.cpr, f"person/{p.cpr}"
+    registered = _noon(p.registered_on or p.birth_date)
+    out = [_event("cpr", rid, "registered", registered, ev.PersonRegistered(
+        first_name=p.first_name, last_name=p.last_name, birth_date=p.birth_date, sex=p.sex,
+        address=first_address(p), civil_status=p.civil_status,
+        protected_address=p.protected_address), person=cpr)]
+    if p.substitute_number:
+        out.append(_event("cpr", rid, f"identifier/{p.substitute_number}", registered,
+                          ev.PersonIdentifierReplaced(p.substitute_number, cpr), person=cpr))
+    for r in relations:
+        out.append(_event(
+            "cpr", f"{rid}/relation/{r.relation}/{r.related_person}", "added",
+            max(registered, _noon(r.since)),
+            ev.PersonRelationChanged(r.relation, r.related_person, "added"), person=cpr))
+    for move in p.address_changes:
+        out.append(_event("cpr", f"{rid}/address/{move.address.address_id}",
+                          move.since.isoformat(), max(registered, _noon(move.since)),
+                          ev.PersonAddressChanged(move.address), person=cpr))
+    if p.died_on:
+        out.append(_event("cpr", rid, "died", _noon(p.died_on), ev.PersonDied(p.died_on),
+                          person=cpr))
+    out.sort(key=lambda e: e.occurred_at)
+    return out
+
+
+_STATUS_EVENTS = {"closed": ev.CaseClosed, "passive": ev.CasePassivated}
+
+
+def case_events(c: Case, unit_names: dict[str, str], workers: dict, as_of: datetime
+                ) -> list[ev.CanonicalEvent]:
+    system, key, rid = c.system, c.case_key, f"sag/{c.case_id}"
+    opened = c.opened_at
+    first_worker = c.caseworker_history[0].caseworker_id if c.caseworker_history \
+        else c.caseworker_id
+
+    def add(record_id: str, version: str, when: datetime, payload: ev.Payload,
+            actor: str | None = None) -> None:
+        out.append(_event(system, record_id, version, max(when, opened), payload,
+                          person=c.person, case_key=key, actor=actor))
+
+    basis = c.legal_bases[0] if c.legal_bases else None
+    out: list[ev.CanonicalEvent] = []
+    add(rid, "opened", opened, ev.CaseOpened(
+        department=c.department, unit_id=c.unit_id, unit_name=unit_names.get(c.unit_id, c.unit_id),
+        case_type=c.case_type, status=c.status_history[0].status if c.status_history else "open",
+        title=c.title, law=basis.law if basis else c.law,
+        paragraph=basis.paragraph if basis else c.paragraph,
+        legal_basis_valid_from=basis.valid_from if basis else None), first_worker)
+    history = c.caseworker_history or (
+        [] if c.caseworker_id is None else [_Change(c.caseworker_id, opened)])
+    previous = None
+    for ch in history:
+        w = workers.get(ch.caseworker_id)
+        if previous is not None:
+            add(f"{rid}/behandler/{previous}", f"unassigned/{ch.at.isoformat()}", ch.at,
+                ev.CaseworkerUnassigned(previous), ch.caseworker_id)
+        add(f"{rid}/behandler/{ch.caseworker_id}", ch.at.isoformat(), ch.at,
+            ev.CaseworkerAssigned(ch.caseworker_id, w.name if w else ch.caseworker_id,
+                                  w.unit_id if w else c.unit_id, contact=w.email if w else None),
+            ch.caseworker_id)
+        previous = ch.caseworker_id
+    for lb in c.legal_bases[1:]:
+        add(f"{rid}/hjemmel", lb.valid_from.isoformat(), datetime.combine(lb.valid_from, time(0), TZ),
+            ev.CaseLegalBasisChanged(lb.law, lb.paragraph, lb.valid_from))
+    prev_status = c.status_history[0].status if c.status_history else "open"
+    for i, st in enumerate(c.status_history[1:], start=1):
+        if st.status in _STATUS_EVENTS:
+            payload = _STATUS_EVENTS[st.status](reason=None)
+        elif prev_status == "closed":
+            payload = ev.CaseReopened(reason=None)
+        else:
+            payload = ev.CaseStatusChanged(st.status, prev_status)
+        add(f"{rid}/status/{i}", st.status, st.at, payload)
+        prev_status = st.status
+    for a in c.actions:
+        add(f"{rid}/aktivitet/{a.action_id}", "1", a.occurred_at, ev.CaseActionRecorded(
+            a.action_id, a.action_type, a.subtype, a.title, a.text), a.caseworker_id)
+    today = as_of.date()
+    for g in c.grants:
+        grid = f"bevilling/{g.grant_id}"
+        decided = g.decided_on or g.valid_from
+        add(grid, "awarded", _noon(decided), ev.GrantAwarded(
+            grant_id=g.grant_id, kind=g.kind, law=g.law, paragraph=g.paragraph, title=g.title,
+            granting_unit_id=g.granting_unit_id,
+            granting_unit_name=unit_names.get(g.granting_unit_id, g.granting_unit_id),
+            # an end that came later is told by GrantEnded, so this event never changes
+            valid_from=g.valid_from, valid_to=None if g.ended_reason else g.valid_to,
+            extent=g.extent,
+            hours_per_week=g.hours_per_week, monthly_rate=g.monthly_rate,
+            applied_on=g.applied_on, decided_on=g.decided_on))
+        if g.valid_to is not None and g.valid_to <= today and g.ended_reason:
+            add(grid, "ended", _noon(g.valid_to), ev.GrantEnded(g.grant_id, g.valid_to,
+                                                                g.ended_reason))
+    out.sort(key=lambda e: e.occurred_at)  # stable: CaseOpened stays first at its instant
+    return out
+
+
+class _Change:
+    def __init__(self, caseworker_id: str, at: datetime):
+        self.caseworker_id, self.at = caseworker_id, at
+
+
+def consent_events(c: Consent, as_of: datetime) -> list[ev.CanonicalEvent]:
+    rid = f"samtykke/{c.consent_id}"
+    out = [_event(CONSENT_SYSTEM, rid, "given", _noon(c.valid_from), ev.ConsentGiven(
+        c.consent_id, c.purpose, tuple(c.unit_ids), c.valid_from, c.valid_until),
+        person=c.person)]
+    if c.withdrawn_on is not None and c.withdrawn_on <= as_of.date():
+        out.append(_event(CONSENT_SYSTEM, rid, "withdrawn", _noon(c.withdrawn_on),
+                          ev.ConsentWithdrawn(c.consent_id, "trukket tilbage af borgeren"),
+                          person=c.person))
+    return out
+
+
+def marking_events(mk: Marking, as_of: datetime) -> list[ev.CanonicalEvent]:
+    rid = f"markering/{mk.marking_id}"
+    out = [_event(mk.system, rid, "set", _noon(mk.valid_from), ev.MarkingSet(
+        mk.marking_id, mk.system, mk.marking_type, mk.valid_from), person=mk.person)]
+    if mk.valid_to is not None and mk.valid_to <= as_of.date():
+        out.append(_event(mk.system, rid, "ended", _noon(mk.valid_to), ev.MarkingEnded(
+            mk.marking_id, mk.system, mk.marking_type, mk.valid_to), person=mk.person))
+    return out
