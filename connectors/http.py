@@ -196,7 +196,11 @@ class HttpClient:
         return r
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {**self.auth.headers(self.http), **kwargs.pop("headers", {})}
+        try:
+            auth_headers = self.auth.headers(self.http)
+        except SourceUnavailable as exc:  # the login server hiccuped: retried like the call
+            raise _Transient(str(exc)) from exc
+        headers = {**auth_headers, **kwargs.pop("headers", {})}
         self.requests += 1
         try:
             return self.http.request(method, path, headers=headers, **kwargs)

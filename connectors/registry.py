@@ -23,6 +23,8 @@ from hub.config import ConfigError, Settings
 SYSTEMS: dict[str, tuple[str, str]] = {
     "cura": ("connectors.cura.connector:from_settings", "connectors.cura.simulator:simulator"),
     "sbsys": ("connectors.sbsys.connector:from_settings", "connectors.sbsys.simulator:simulator"),
+    "dubu": ("connectors.dubu.connector:from_settings", "connectors.dubu.simulator:simulator"),
+    "fasit": ("connectors.fasit.connector:from_settings", "connectors.fasit.simulator:simulator"),
 }
 
 

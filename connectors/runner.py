@@ -106,6 +106,10 @@ class RunReport:
     def duplicates(self) -> int:
         return sum(r.duplicates for r in self.connectors.values())
 
+    @property
+    def dead_letters(self) -> int:
+        return sum(r.dead_letters for r in self.connectors.values())
+
 
 class ConnectorRunner:
     """Runs connectors against one event store. ``run_once()`` for cron and tests,

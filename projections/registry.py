@@ -30,9 +30,9 @@ PROJECTION_MODULES: tuple[str, ...] = (
 
 
 def build_projections(person_key_of: Callable[[str], str],
-                      modules: Sequence[str] = PROJECTION_MODULES) -> list[Projection]:
+                      modules: Sequence[str] | None = None) -> list[Projection]:
     out: list[Projection] = []
-    for name in modules:
+    for name in modules if modules is not None else PROJECTION_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

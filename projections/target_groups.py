@@ -30,6 +30,7 @@ RELATION_REMOVED = frozenset({"removed", "ended", "deleted"})
 MEETING_ACTION = "meeting"
 
 KeyOf = Callable[[str], str]
+_TS = sa.DateTime(timezone=True)
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -101,7 +102,7 @@ class TargetGroupsProjection(Projection):
             sa.Column("address_digest", s), sa.Column("identity_digest", s, index=True))
         self.links = sa.Table(
             "tg_identifier_links", md, sa.Column("old_key", s, primary_key=True),
-            sa.Column("new_key", s, primary_key=True), sa.Column("replaced_at", sa.DateTime))
+            sa.Column("new_key", s, primary_key=True), sa.Column("replaced_at", _TS))
         self.pathways = sa.Table(
             "tg_pathway_members", md, sa.Column("pathway_id", s, primary_key=True),
             sa.Column("person_key", s, primary_key=True))
@@ -109,7 +110,7 @@ class TargetGroupsProjection(Projection):
             "tg_matches", md, sa.Column("rule_id", s, primary_key=True),
             sa.Column("subject", s, primary_key=True), sa.Column("rule_version", s),
             sa.Column("group_key", s), sa.Column("episode", sa.Integer, nullable=False),
-            sa.Column("started_at", sa.DateTime), sa.Column("explanation", sa.Text),
+            sa.Column("started_at", _TS), sa.Column("explanation", sa.Text),
             sa.Column("evidence", sa.Text))  # newline-separated evidence items
         self.match_units = sa.Table(
             "tg_match_units", md, sa.Column("rule_id", s, primary_key=True),
@@ -119,14 +120,14 @@ class TargetGroupsProjection(Projection):
             "tg_match_history", md, sa.Column("rule_id", s, primary_key=True),
             sa.Column("subject", s, primary_key=True),
             sa.Column("episode", sa.Integer, primary_key=True),
-            sa.Column("started_at", sa.DateTime), sa.Column("ended_at", sa.DateTime),
+            sa.Column("started_at", _TS), sa.Column("ended_at", _TS),
             sa.Column("reason", sa.Text))
         self.overlaps = sa.Table(
             "tg_overlaps", md, sa.Column("overlap_id", s, primary_key=True),
             sa.Column("kind", s), sa.Column("subject", s), sa.Column("open", sa.Boolean),
             sa.Column("episode", sa.Integer, nullable=False), sa.Column("detected_at",
-                                                                        sa.DateTime),
-            sa.Column("resolved_at", sa.DateTime), sa.Column("explanation", sa.Text),
+                                                                        _TS),
+            sa.Column("resolved_at", _TS), sa.Column("explanation", sa.Text),
             sa.Column("evidence", sa.Text))
 
     # --- events ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ adding an area means adding one module and one line to ``ROUTER_MODULES``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 
@@ -57,8 +59,16 @@ def create_app(hub: Hub, *, config: ApiConfig | None = None, demo_users: bool = 
         log.warning("no API_SESSION_SECRET set: sessions are signed with a per-process key and "
                     "end when the server restarts (fine for the demo only)")
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # The hub belongs to the caller; only what the app built is closed here.
+        ctx.service.close()
+        if oidc is not None:
+            oidc.close()
+
     app = FastAPI(
-        title="Glasplade API", version=__version__,
+        lifespan=lifespan, title="Glasplade API", version=__version__,
         description="Citizen overview, case history, consent and access log over the "
                     "municipality's fagsystemer. Every view of a person is recorded.",
         docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None)
@@ -84,11 +94,5 @@ def create_app(hub: Hub, *, config: ApiConfig | None = None, demo_users: bool = 
                        session_cookie="glasplade_session", max_age=config.session_max_age,
                        same_site="lax", https_only=config.cookie_secure)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-
-    @app.on_event("shutdown")
-    def _close() -> None:  # the hub belongs to the caller; only what the app built is closed
-        ctx.service.close()
-        if oidc is not None:
-            oidc.close()
 
     return app

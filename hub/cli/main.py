@@ -143,7 +143,9 @@ def dead_letters(limit: int = typer.Option(20), source: str = typer.Option(None)
 #: Add one line per module (keep this list the only place that knows them).
 COMMAND_MODULES: list[str] = [
     "hub.cli.serve",
+    "hub.cli.demo",
     "hub.cli.projections",
+    "hub.cli.overlap",
 ]
 
 for _module in COMMAND_MODULES:

@@ -1,1 +1,1 @@
-"""Target groups: rule files, rules compiled to SQL, the nightly overlap run, reports, write-back."""
+"""Target groups: rule files, rules compiled to SQL, the nightly overlap run, write-back."""

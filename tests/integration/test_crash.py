@@ -1,5 +1,5 @@
-"""Crash safety with a real process: ``glasplade ingest`` killed with SIGKILL mid-run (twice), then
-run to the end, leaves exactly the events of one clean run, on SQLite and PostgreSQL."""
+"""Crash safety with a real process: ``glasplade ingest`` killed with SIGKILL mid-run, then run
+again to the end, leaves exactly the events of one clean run, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from hub.store.eventstore import EventStore
 from tests.conftest import make_store
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONS, ACTIONS, BATCH = 600, 40, 100
+PERSONS, ACTIONS, BATCH = 300, 30, 100
 T0 = datetime(2021, 1, 4, 8, 0, tzinfo=UTC)
 
 
@@ -110,6 +110,7 @@ def _shape(store: EventStore) -> tuple[set, dict, int]:
     return keys, dict(streams), sum(store.dead_letter_counts().values())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_ingest_then_rerun_equals_one_clean_run(store_url, source_file, tmp_path):
     total = len(list(read_file(source_file, schemas_mod.default())))
     # The reference: one clean, uninterrupted run into another store.
@@ -120,13 +121,13 @@ def test_sigkill_mid_ingest_then_rerun_equals_one_clean_run(store_url, source_fi
     want = _shape(clean)
     clean.close()
 
-    seen = [_kill_after_growth(store_url, source_file) for _ in range(2)]
-    assert 0 < seen[0] < seen[1] < summary.stored, f"not killed mid-run: {seen}"
+    seen = _kill_after_growth(store_url, source_file)
+    assert 0 < seen < summary.stored, f"not killed mid-run: {seen} of {summary.stored}"
 
     proc = _ingest(store_url, source_file)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err  # 2: the bad records were rejected again
-    assert b"stored %d," % (summary.stored - seen[1]) in out, out
+    assert b"stored %d," % (summary.stored - seen) in out, out
 
     store = make_store(store_url)
     try:

@@ -26,6 +26,7 @@ from connectors.dubu.simulator.odata import (
     project,
 )
 from connectors.dubu.simulator.world import DubuWorld
+from connectors.dubu.simulator.serving import NoDelaySimulator
 from connectors.simulation import Faults, FaultConfig, HttpSimulator, fault_middleware
 from hub.synthetic.model import Municipality
 
@@ -184,6 +185,6 @@ def simulator(municipality: Municipality, faults: FaultConfig | Faults | None = 
         return {"DUBU_BASE_URL": url, "DUBU_USERNAME": credentials.username,
                 "DUBU_PASSWORD": credentials.password, "DUBU_IDP": credentials.idp}
 
-    sim = HttpSimulator("dubu", app, faults, env)
+    sim = NoDelaySimulator("dubu", app, faults, env)
     sim.world = world  # type: ignore[attr-defined]
     return sim

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from connectors.fasit.dates import from_wire, parse_timestamp
 from connectors.fasit.mapping import STATUS_OF
 from connectors.fasit.simulator.world import FasitWorld, group_id
+from connectors.dubu.simulator.serving import NoDelaySimulator
 from connectors.simulation import Faults, FaultConfig, HttpSimulator, fault_middleware
 from hub.synthetic.model import Case, Municipality
 
@@ -237,6 +238,6 @@ def simulator(municipality: Municipality, faults: FaultConfig | Faults | None = 
                 "FASIT_CLIENT_ID": credentials.client_id,
                 "FASIT_CLIENT_SECRET": credentials.client_secret}
 
-    sim = HttpSimulator("fasit", app, faults, env)
+    sim = NoDelaySimulator("fasit", app, faults, env)
     sim.world = world  # type: ignore[attr-defined]
     return sim

@@ -1,0 +1,207 @@
+"""The citizen overview and household view on a small hand-made family (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from hub.domain import events as ev
+from projections import queries as q
+from tests.projections import scenario as sc
+from tests.projections.factory import address, cpr, event
+
+TODAY = date(2025, 6, 1)
+
+
+def test_overview_of_a_parent(store, engine, runner):
+    store.append(sc.family())
+    runner.run()
+    with engine.connect() as conn:
+        o = q.citizen_overview(conn, store.person_key(sc.MOTHER), today=TODAY)
+    assert o is not None
+    p = o.person
+    assert (p.cpr, p.name, p.birth_date, p.civil_status) == (
+        sc.MOTHER, "Anna Hansen", date(1984, 5, 2), "G")
+    assert p.address is not None and p.address.address_id == "dar-home"
+    assert "Vestergade 12" in p.address.text
+    # household: the spouse (relation) and the child (relation and address)
+    by_name = {m.person.first_name: m for m in o.household}
+    assert set(by_name) == {"Bo", "Carl"}
+    assert by_name["Bo"].relation == "spouse" and by_name["Bo"].same_address
+    assert [c.person.first_name for c in o.children] == ["Carl"]
+    # the mother's own case, with its primary caseworker and legal basis
+    (case,) = o.cases
+    assert (case.case_key, case.department, case.unit_name, case.status, case.law,
+            case.paragraph) == ("fasit:C-1", "BSF", "Jobcenter Syd", "open", "LAS", "2")
+    assert case.primary_caseworker is not None
+    assert (case.primary_caseworker.name, case.primary_caseworker.contact) == (
+        "Eva Jensen", "eva@example.dk")
+    # consents: one active, one withdrawn
+    assert [c.consent_id for c in o.active_consents] == ["c-1"]
+    c1 = o.active_consents[0]
+    assert c1.covers("u-buf", "coordinated_pathway") and not c1.covers("u-voksen")
+    withdrawn = next(c for c in o.consents if c.consent_id == "c-2")
+    assert not withdrawn.active and withdrawn.withdrawn_at is not None
+    assert [(m.system, m.marking_type, m.active) for m in o.markings] == [
+        ("fasit", "person_group", True)]
+    assert o.pathway is not None
+    assert o.pathway.tovholder is not None and o.pathway.tovholder.name == "Eva Jensen"
+    assert o.pathway.meetings == 1
+    assert set(o.pathway.member_keys) == {store.person_key(sc.MOTHER), store.person_key(sc.CHILD)}
+    assert [(f.source_system, f.department, f.active_cases) for f in o.systems] == [
+        ("fasit", "BSF", 1)]
+    # consent validity follows the query's day
+    with engine.connect() as conn:
+        later = q.citizen_overview(conn, store.person_key(sc.MOTHER), today=date(2026, 2, 1))
+    assert later is not None and later.active_consents == ()
+
+
+def test_overview_of_a_child_with_grant_and_replaced_caseworker(store, engine, runner):
+    store.append(sc.family())
+    runner.run()
+    with engine.connect() as conn:
+        o = q.citizen_overview(conn, store.person_key(sc.CHILD), today=TODAY)
+    assert o is not None
+    (case,) = o.cases
+    assert case.status == "in_progress"
+    assert case.primary_caseworker is not None and case.primary_caseworker.name == "Gitte Lund"
+    assert [w.caseworker_id for w in case.caseworkers] == ["cw-3"]  # Frank was replaced
+    (grant,) = o.grants
+    assert (grant.law, grant.paragraph, grant.granting_unit_name, grant.valid_from,
+            grant.valid_to, grant.active) == (
+        "BL", "32", "Familieafdelingen", date(2025, 1, 1), date(2026, 6, 30), True)
+    assert {m.relation for m in o.household} == {"parent", None}  # mother by relation, father by address
+    assert o.children == ()
+    assert o.pathway is not None and o.pathway.pathway_id == "p-1"  # a member, not the primary
+    assert o.has_case_outside("fasit") and not o.has_case_outside("dubu")
+
+
+def test_household_view_lists_the_family(store, engine, runner):
+    store.append(sc.family())
+    runner.run()
+    with engine.connect() as conn:
+        h = q.household_overview(conn, store.person_key(sc.FATHER), today=TODAY)
+        assert q.household_overview(conn, "no-such-person") is None
+    assert h is not None
+    assert [m.person.first_name for m in h.members] == ["Bo", "Anna", "Carl"]
+    assert [len(m.cases) for m in h.members] == [0, 1, 1]
+
+
+def test_protected_address_is_hidden_unless_revealed(store, engine, runner):
+    store.append(sc.family())
+    runner.run()
+    key = store.person_key(sc.NEIGHBOUR)
+    with engine.connect() as conn:
+        hidden = q.citizen_overview(conn, key, today=TODAY)
+        shown = q.person_summary(conn, key, reveal_protected=True)
+        found = q.search_by_name(conn, "dorte")
+    assert hidden is not None and hidden.person.protected_address
+    assert hidden.person.address is None and hidden.person.address_hidden
+    assert shown is not None and shown.address is not None and shown.address.street == "Hemmeligvej"
+    assert found[0].address is None
+
+
+def test_search_by_cpr_and_name_prefix(store, engine, runner):
+    store.append(sc.family())
+    runner.run()
+    with engine.connect() as conn:
+        by_cpr = q.search_by_cpr(conn, store.person_key, sc.MOTHER[:6] + "-" + sc.MOTHER[6:])
+        assert [p.first_name for p in by_cpr] == ["Anna"]
+        assert q.search_by_cpr(conn, store.person_key, cpr(99)) == []
+        assert q.search_by_cpr(conn, store.person_key, " ") == []
+        assert [p.first_name for p in q.search_by_name(conn, "HANSEN")] == ["Anna", "Bo", "Carl"]
+        assert [p.first_name for p in q.search_by_name(conn, "  anna   han")] == ["Anna"]
+        assert [p.first_name for p in q.search_by_name(conn, "hansen c")] == ["Carl"]
+        assert q.search_by_name(conn, "") == [] and q.search_by_name(conn, "zz") == []
+        assert len(q.search_by_name(conn, "h", limit=2)) == 2
+
+
+def test_unknown_person_and_fagsystem_only_person(store, engine, runner):
+    """A person known only from a fagsystem case still gets an overview (not registered)."""
+    someone = cpr(50)
+    store.append([
+        event(ev.CaseStatusChanged("open"), person=someone, case="cura:K-9", source="cura"),
+        event(ev.CaseOpened("VOKSEN", "u-v", "Voksenstøtte", "sel85", "open", None, "SEL", "85"),
+              person=someone, case="cura:K-9", source="cura"),
+    ])
+    runner.run()
+    with engine.connect() as conn:
+        assert q.citizen_overview(conn, "0" * 32) is None
+        o = q.citizen_overview(conn, store.person_key(someone))
+    assert o is not None and not o.person.registered and o.person.cpr == someone
+    assert [(c.case_key, c.department, c.paragraph) for c in o.cases] == [
+        ("cura:K-9", "VOKSEN", "85")]
+
+
+def test_lifecycle_changes(store, engine, runner):
+    """Moves, name change, relation removed, case closed and reopened, grant ended, marking
+    ended, pathway closed, protection set."""
+    a, b = cpr(60), cpr(61)
+    store.append(sc.family())
+    store.append([
+        event(ev.PersonRegistered("Ib", "Berg", date(1970, 1, 1), "M", address(address_id="x")),
+              person=a, source="cpr"),
+        event(ev.PersonRelationChanged("spouse", b, "added"), person=a, source="cpr"),
+        event(ev.PersonRelationChanged("spouse", b, "removed"), person=a, source="cpr"),
+        event(ev.PersonNameChanged("Ib", "Bjerg"), person=a, source="cpr"),
+        event(ev.PersonAddressChanged(address("Nygade", "3", "y")), person=a, source="cpr"),
+        event(ev.PersonCivilStatusChanged("F"), person=a, source="cpr"),
+        event(ev.PersonProtectedAddressChanged(True), person=a, source="cpr"),
+        event(ev.CaseOpened("BSF", "u", "U", "t", "open"), person=a, case="fasit:Z", source="fasit"),
+        event(ev.CaseClosed("done"), person=a, case="fasit:Z", source="fasit"),
+        event(ev.GrantAwarded("g", "benefit", "LAS", "1", "Ydelse", "u", "U", date(2024, 1, 1)),
+              person=a, case="fasit:Z", source="fasit"),
+        event(ev.GrantEnded("g", date(2024, 6, 1)), person=a, case="fasit:Z", source="fasit"),
+        event(ev.MarkingSet("m", "fasit", "pg", date(2024, 1, 1)), person=a, source="fasit"),
+        event(ev.MarkingEnded("m", "fasit", "pg", date(2024, 2, 1)), person=a, source="fasit"),
+        event(ev.PathwayStarted("p", "u", "U"), person=a, source="glasplade"),
+        event(ev.PathwayPlanUpdated("p", "plan", 4), person=a, source="glasplade"),
+        event(ev.PathwayClosed("p", "job_or_education"), person=a, source="glasplade"),
+    ])
+    runner.run()
+    with engine.connect() as conn:
+        o = q.citizen_overview(conn, store.person_key(a), today=TODAY)
+        closed = q.case_view(conn, "fasit:Z")
+        assert q.search_by_name(conn, "ib berg") == []
+        assert [p.last_name for p in q.search_by_name(conn, "ib bj")] == ["Bjerg"]
+    assert o is not None
+    assert o.person.name == "Ib Bjerg" and o.person.civil_status == "F"
+    assert o.person.address is None and o.person.protected_address
+    assert o.household == ()
+    assert closed is not None and closed.status == "closed" and not closed.active
+    assert not o.grants[0].active and o.grants[0].ended_on == date(2024, 6, 1)
+    assert not o.markings[0].active
+    assert o.pathway is None and o.pathways[0].close_reason == "job_or_education"
+    assert (o.pathways[0].plan_summary, o.pathways[0].progression) == ("plan", 4)
+    store.append([event(ev.CaseReopened("igen"), person=a, case="fasit:Z", source="fasit")])
+    runner.run()
+    with engine.connect() as conn:
+        reopened = q.case_view(conn, "fasit:Z")
+    assert reopened is not None and reopened.active and reopened.closed_at is None
+
+
+def test_identifier_replaced_moves_everything_to_the_new_number(store, engine, runner):
+    """A substitute number replaced by a CPR number: cases, consents, relations and accesses
+    follow; the old key still finds the person."""
+    old = cpr(70, date(2001, 2, 3))
+    new = cpr(71, date(2001, 2, 3))
+    parent = cpr(72)
+    store.append([
+        event(ev.CaseOpened("BUF", "u", "U", "t", "open"), person=old, case="dubu:R", source="dubu"),
+        event(ev.ConsentGiven("k", "overview", ("u",), date(2024, 1, 1)), person=old,
+              source="glasplade"),
+        event(ev.PersonRelationChanged("child", old, "added"), person=parent, source="cpr"),
+        event(ev.PersonRecordAccessed("u1", "p", "overview"), person=old, source="glasplade"),
+        event(ev.PersonIdentifierReplaced(old, new), person=new, source="cpr"),
+        event(ev.PersonRegistered("Ny", "Person", date(2001, 2, 3), "K"), person=new, source="cpr"),
+    ])
+    runner.run()
+    old_key, new_key = store.person_key(old), store.person_key(new)
+    with engine.connect() as conn:
+        o = q.citizen_overview(conn, old_key, today=TODAY)
+        p = q.citizen_overview(conn, store.person_key(parent), today=TODAY)
+        accesses = q.accesses_to_person(conn, old_key)
+    assert o is not None and o.person.person_key == new_key and o.person.cpr == new
+    assert o.person.name == "Ny Person"
+    assert [c.case_key for c in o.cases] == ["dubu:R"] and len(o.consents) == 1
+    assert p is not None and [m.person.person_key for m in p.children] == [new_key]
+    assert [a.person_key for a in accesses] == [new_key]
