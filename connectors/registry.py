@@ -25,6 +25,8 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "sbsys": ("connectors.sbsys.connector:from_settings", "connectors.sbsys.simulator:simulator"),
     "dubu": ("connectors.dubu.connector:from_settings", "connectors.dubu.simulator:simulator"),
     "fasit": ("connectors.fasit.connector:from_settings", "connectors.fasit.simulator:simulator"),
+    "cpr": ("connectors.cpr.connector:from_settings", "connectors.cpr.simulator:simulator"),
+    "kafka": ("connectors.kafka.connector:from_settings", "connectors.kafka.simulator:simulator"),
 }
 
 

@@ -189,9 +189,10 @@ class ServerThread:
     ``stop()`` brings a "system" back on the same address after an outage.
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1"):
+    def __init__(self, app: Any, host: str = "127.0.0.1", *, date_header: bool = True):
         self.app = app
         self.host = host
+        self.date_header = date_header
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -210,7 +211,8 @@ class ServerThread:
         sock.bind((self.host, port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
-                                access_log=False, timeout_graceful_shutdown=1)
+                                access_log=False, timeout_graceful_shutdown=1,
+                                date_header=self.date_header)
         server = uvicorn.Server(config)
         self._server = server
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
@@ -259,12 +261,12 @@ class HttpSimulator:
     """A simulator that is one ASGI app: ``ServerThread`` + ``Faults`` + its connector's env."""
 
     def __init__(self, name: str, app: Any, faults: Faults,
-                 env: Callable[[str], dict[str, str]]):
+                 env: Callable[[str], dict[str, str]], *, date_header: bool = True):
         self.name = name
         self.app = app
         self.faults = faults
         self._env = env
-        self.server = ServerThread(app)
+        self.server = ServerThread(app, date_header=date_header)
 
     @property
     def url(self) -> str:

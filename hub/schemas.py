@@ -83,6 +83,9 @@ def load(directory: Path | None = None) -> Schemas:
             f"{sorted(set(ev.PAYLOAD_TYPES) - events_in_schemas)}"
         )
     expanded = _expand(raw_by_name["Envelope"], raw_by_name, set())
+    # Each payload record on its own, fully expanded, for validating hand-made (JSON) records.
+    records = {short: fastavro.parse_schema(_expand(raw_by_name[short], raw_by_name, set()))
+               for short in records}
     # Parse the expanded form on its own, so readers and writers need no shared name table.
     return Schemas(envelope=fastavro.parse_schema(expanded), records=records, versions=versions,
                    raw=expanded)

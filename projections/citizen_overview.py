@@ -9,6 +9,7 @@ pure function of (rows, event), and writes the changed rows back in bulk. Tables
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -78,8 +79,14 @@ class _Rows:
         self.markings = RowCache(t.markings)
         self.pathways = RowCache(t.pathways)
         self.members = RowCache(t.pathway_members)
+        self.aliases = RowCache(t.aliases)
         self.all = (self.persons, self.relations, self.cases, self.caseworkers, self.grants,
-                    self.consents, self.markings, self.pathways, self.members)
+                    self.consents, self.markings, self.pathways, self.members, self.aliases)
+
+    def current(self, person_key: str) -> str:
+        """The person's key now (a replaced identifier's key leads to the new one)."""
+        alias = self.aliases.get(person_key)
+        return alias["new_key"] if alias else person_key
 
 
 class CitizenOverviewProjection(Projection):
@@ -114,6 +121,8 @@ class CitizenOverviewProjection(Projection):
         rows = _Rows()
         self._preload(rows, events, conn)
         for e in events:
+            if e.person_key and rows.current(e.person_key) != e.person_key:
+                e = replace(e, person_key=rows.current(e.person_key))
             if e.person_key and rows.persons.get(e.person_key) is None:
                 rows.persons.put(t.new_row(t.persons, person_key=e.person_key, cpr=e.person,
                                            registered=False, protected_address=False,
@@ -142,6 +151,8 @@ class CitizenOverviewProjection(Projection):
             elif isinstance(p, ev.PathwayStarted | ev.PathwayTovholderAssigned
                             | ev.PathwayMeetingHeld | ev.PathwayPlanUpdated | ev.PathwayClosed):
                 keys[rows.pathways].add(p.pathway_id)
+        rows.aliases.load(conn, keys[rows.persons])
+        keys[rows.persons] |= {rows.current(k) for k in keys[rows.persons]}
         for cache, wanted in keys.items():
             if wanted:
                 cache.load(conn, wanted)
@@ -189,7 +200,7 @@ class CitizenOverviewProjection(Projection):
     def _on_PersonRelationChanged(self, rows, e, p: ev.PersonRelationChanged) -> None:  # noqa: N802
         if not e.person_key:
             return
-        related = self.person_key_of(p.related_person)
+        related = rows.current(self.person_key_of(p.related_person))
         key = relation_key(e.person_key, p.relation, related)
         if p.change == "removed":
             rows.relations.delete(key)
@@ -336,7 +347,7 @@ class CitizenOverviewProjection(Projection):
             person_key=e.person_key, anchor_unit_id=p.anchor_unit_id,
             anchor_unit_name=p.anchor_unit_name, rule_id=p.rule_id, status="active",
             started_at=utc(e.occurred_at), closed_at=None, close_reason=None)
-        members = {self.person_key_of(m) for m in p.members}
+        members = {rows.current(self.person_key_of(m)) for m in p.members}
         if e.person_key:
             members.add(e.person_key)
         for key in sorted(members):

@@ -26,6 +26,7 @@ INACTIVE_STATUSES = frozenset({"closed", "passive", "dismissed", "completed", "c
                                "passivated", "ended"})
 #: PersonRelationChanged.change values that remove a relation.
 RELATION_REMOVED = frozenset({"removed", "ended", "deleted"})
+_MATCH_EVENTS = frozenset({"TargetGroupMatchStarted", "TargetGroupMatchEnded"})
 #: CaseActionRecorded.action_type of a meeting (its subtype is the meeting type).
 MEETING_ACTION = "meeting"
 
@@ -133,10 +134,21 @@ class TargetGroupsProjection(Projection):
     # --- events ------------------------------------------------------------------------------
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        from hub.targets.matchstate import apply_match_events
+
+        run: list[ev.CanonicalEvent] = []  # consecutive match events are applied in bulk
         for e in events:
+            if e.event_type in _MATCH_EVENTS:
+                run.append(e)
+                continue
+            if run:
+                apply_match_events(conn, self, run, self._subject)
+                run = []
             handler = getattr(self, f"_on_{e.event_type}", None)
             if handler is not None:
                 handler(e, e.payload, conn)
+        if run:
+            apply_match_events(conn, self, run, self._subject)
 
     def _subject(self, e: ev.CanonicalEvent) -> str | None:
         if e.person_key:
@@ -308,47 +320,6 @@ class TargetGroupsProjection(Projection):
 
     # --- the hub's own derived events -------------------------------------------------------
 
-    def _on_TargetGroupMatchStarted(self, e, p: ev.TargetGroupMatchStarted, conn) -> None:  # noqa: N802
-        subject = self._subject(e)
-        h = self.match_history
-        episode = (conn.execute(sa.select(sa.func.max(h.c.episode)).where(
-            h.c.rule_id == p.rule_id, h.c.subject == subject)).scalar() or 0) + 1
-        group_key = next((x[len("group:"):] for x in p.evidence if x.startswith("group:")),
-                         subject)
-        upsert(conn, self.matches, [{
-            "rule_id": p.rule_id, "subject": subject, "rule_version": p.rule_version,
-            "group_key": group_key, "episode": episode, "started_at": e.occurred_at,
-            "explanation": p.explanation,
-            "evidence": "\n".join(x for x in p.evidence if not x.startswith("group:"))}])
-        self._units(conn, p.rule_id, subject, p.evidence)
-        upsert(conn, h, [{"rule_id": p.rule_id, "subject": subject, "episode": episode,
-                          "started_at": e.occurred_at, "ended_at": None, "reason": None}])
-
-    def _units(self, conn, rule_id: str, subject: str, evidence: Sequence[str]) -> None:
-        """The units behind a match (its cases' units, its grants' granting units)."""
-        cases = [x[5:] for x in evidence if x.startswith("case:")]
-        grants = [x[6:] for x in evidence if x.startswith("grant:")]
-        c, g = self.facts["cases"], self.facts["grants"]
-        units = set(conn.execute(sa.select(c.c.unit_id).where(c.c.case_key.in_(cases))).scalars())
-        units |= set(conn.execute(sa.select(g.c.granting_unit_id).where(
-            g.c.grant_id.in_(grants))).scalars())
-        upsert(conn, self.match_units, [{"rule_id": rule_id, "subject": subject, "unit_id": u}
-                                        for u in sorted(units)])
-
-    def _on_TargetGroupMatchEnded(self, e, p: ev.TargetGroupMatchEnded, conn) -> None:  # noqa: N802
-        subject = self._subject(e)
-        m = self.matches
-        episode = conn.execute(sa.select(m.c.episode).where(
-            m.c.rule_id == p.rule_id, m.c.subject == subject)).scalar()
-        if episode is None:
-            return
-        conn.execute(m.delete().where(m.c.rule_id == p.rule_id, m.c.subject == subject))
-        u = self.match_units
-        conn.execute(u.delete().where(u.c.rule_id == p.rule_id, u.c.subject == subject))
-        self._update(conn, self.match_history, {"rule_id": p.rule_id, "subject": subject,
-                                                "episode": episode},
-                     ended_at=e.occurred_at, reason=p.reason)
-
     def _on_OverlapDetected(self, e, p: ev.OverlapDetected, conn) -> None:  # noqa: N802
         o = self.overlaps
         before = conn.execute(sa.select(o.c.episode).where(o.c.overlap_id == p.overlap_id)
@@ -373,7 +344,7 @@ def _address_key(a: ev.Address | None) -> str | None:
         a.street, a.house_number, a.floor, a.door, a.postcode))
 
 
-TOPICS = tuple(name[len("_on_"):] for name in dir(TargetGroupsProjection)
-               if name.startswith("_on_"))
+TOPICS = tuple(sorted({name[len("_on_"):] for name in dir(TargetGroupsProjection)
+                      if name.startswith("_on_")} | _MATCH_EVENTS))
 TargetGroupsProjection.topics = TOPICS
 

@@ -49,7 +49,8 @@ SYSTEM_CREATED = P + "systemCreatedTimestamp"
 COMMUNICATION_TITLE = P + "Communication/title"     # inferred
 
 #: The hub's case statuses <-> Cura's relation statuses.
-STATUS_TO_CURA = {"open": "active", "passive": "inactive", "closed": "completed"}
+STATUS_TO_CURA = {"open": "requested", "active": "active", "passive": "inactive",
+                  "closed": "completed"}
 STATUS_FROM_CURA = {v: k for k, v in STATUS_TO_CURA.items()}
 
 

@@ -57,6 +57,8 @@ class DubuConfig:
     extra_filter: str | None = None
     timeout: float = 30.0
     verify: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    user_agent: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DubuConfig:
@@ -76,7 +78,10 @@ class DubuConfig:
                    session_ttl=float(get("session_ttl", 900)),
                    page_size=int(get("page_size", 100)), department=get("department", "BUF"),
                    extra_filter=get("filter"), timeout=float(get("timeout", 30)),
-                   verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"))
+                   verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"),
+                   retry=RetryPolicy(attempts=int(get("retry_attempts", 3)),
+                                     initial=float(get("retry_initial", 0.5))),
+                   user_agent=get("user_agent"))
 
 
 def _cursor(part: str, skip: int) -> str:
@@ -170,12 +175,12 @@ def _dead(record: Any, reason: str, record_id: str | None) -> DeadLetter:
 class DubuConnector(Connector):
     name = SOURCE_SYSTEM
 
-    def __init__(self, config: DubuConfig, store: EventStore | Callable[[], EventStore],
-                 retry: RetryPolicy | None = None):
+    def __init__(self, config: DubuConfig, store: EventStore | Callable[[], EventStore]):
         self.config = config
         self.client = DubuClient(
             base_url=config.base_url, timeout=config.timeout, verify=config.verify,
-            retry=retry or RetryPolicy(),
+            retry=config.retry,
+            headers={"User-Agent": config.user_agent} if config.user_agent else {},
             auth=SessionLogin(config.username, config.password, config.idp,
                               cookie=config.session_cookie, ttl=config.session_ttl))
         self._store = store

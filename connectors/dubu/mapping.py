@@ -21,7 +21,7 @@ SOURCE_SYSTEM = "dubu"
 STATUSES: dict[str, tuple[str, str]] = {
     "SagStatus1": ("Åben", "open"),
     "SagStatus2": ("Lukket", "closed"),
-    "SagStatus3": ("Under udredning", "investigation"),
+    "SagStatus3": ("Aktiv", "active"),
     "SagStatus4": ("Passiv", "passive"),
     "SagStatus5": ("Henlagt", "dismissed"),
     "SagStatus6": ("Afsluttet", "completed"),

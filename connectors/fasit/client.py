@@ -62,12 +62,13 @@ class FasitClient(HttpClient):
                 "columns": SEARCH_COLUMNS, "pageNumber": page, "pageSize": size}
         return _field(self.post_json("api/search", body), "searchResult", dict)
 
-    def search_rows(self, rules: list[dict[str, Any]], first_page: int = 1
+    def search_rows(self, rules: list[dict[str, Any]], first_page: int = 1,
+                    size: int = SEARCH_PAGE
                     ) -> Iterator[tuple[int, list[dict[str, Any]], bool]]:
         """(page number, rows, last page?) from ``first_page`` on."""
         page = first_page
         while True:
-            result = self.search(rules, page)
+            result = self.search(rules, page, size)
             rows = _field(result, "rows", list)
             last = page >= int(result.get("resultsPagesCount") or 0) or not rows
             yield page, rows, last

@@ -50,8 +50,10 @@ class FasitConfig:
     token: str | None = None
     created_overlap: timedelta = timedelta(minutes=10)
     journal_overlap: timedelta = timedelta(days=30)
+    page_size: int = 250
     timeout: float = 30.0
     verify: bool = True
+    retry: RetryPolicy = RetryPolicy()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FasitConfig:
@@ -70,24 +72,38 @@ class FasitConfig:
                    token=token,
                    created_overlap=timedelta(seconds=float(get("created_overlap_s", 600))),
                    journal_overlap=timedelta(days=float(get("journal_overlap_days", 30))),
-                   timeout=float(get("timeout", 30)),
-                   verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"))
+                   page_size=int(get("page_size", 250)), timeout=float(get("timeout", 30)),
+                   verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"),
+                   retry=RetryPolicy(attempts=int(get("retry_attempts", 3)),
+                                     initial=float(get("retry_initial", 0.5))))
 
 
-def _dead(record: Any, reason: str, record_id: str | None) -> DeadLetter:
-    return DeadLetter(source_system=SOURCE_SYSTEM, reason=f"fasit: {reason}",
-                      raw=orjson.dumps(record, default=str), source_record_id=record_id)
+class _Pass:
+    """What the streams of one pass share: the store's knowledge, and the bad records already
+    dead-lettered in this pass (both streams read the same cases)."""
+
+    def __init__(self, known: KnownCases):
+        self.known = known
+        self.reported: set[bytes] = set()
 
 
 class _Citizen:
-    """What one citizen contributes: cases diffed against the store, notes, markings."""
+    """What one page of citizens contributes: cases diffed against the store, notes, markings."""
 
-    def __init__(self, client: FasitClient, known: KnownCases, now: datetime):
+    def __init__(self, client: FasitClient, run: _Pass, now: datetime):
         self.client = client
-        self.known = known
+        self.known = run.known
+        self.run = run
         self.now = now
         self.events: list[ev.CanonicalEvent] = []
         self.dead: list[DeadLetter] = []
+
+    def _dead(self, record: Any, reason: str, record_id: str | None) -> None:
+        raw = orjson.dumps(record, default=str)
+        if raw not in self.run.reported:
+            self.run.reported.add(raw)
+            self.dead.append(DeadLetter(source_system=SOURCE_SYSTEM, reason=f"fasit: {reason}",
+                                        raw=raw, source_record_id=record_id))
 
     def person(self, row: Any) -> tuple[str, str] | None:
         cid = row.get("CitizenId") if isinstance(row, dict) else None
@@ -96,7 +112,7 @@ class _Citizen:
                 raise Malformed("CitizenId is missing")
             return cid, cpr_of(row.get("CitizenCprFormatted"))
         except Malformed as exc:
-            self.dead.append(_dead(row, str(exc), f"Citizen/{cid}" if cid else None))
+            self._dead(row, str(exc), f"Citizen/{cid}" if cid else None)
             return None
 
     def cases(self, cid: str, cpr: str, created_after: datetime | None = None
@@ -107,7 +123,7 @@ class _Citizen:
                 snap = to_snapshot(raw, cpr)
             except Malformed as exc:
                 rid = raw.get("caseId") if isinstance(raw, dict) else None
-                self.dead.append(_dead(raw, str(exc), f"Case/{rid}" if rid else None))
+                self._dead(raw, str(exc), f"Case/{rid}" if rid else None)
                 continue
             newest = max(newest or snap.opened_at, snap.opened_at)
             if created_after is not None and snap.opened_at <= created_after:
@@ -122,7 +138,7 @@ class _Citizen:
             try:
                 e = note_event(raw, cpr)
             except Malformed as exc:
-                self.dead.append(_dead(raw, str(exc), None))
+                self._dead(raw, str(exc), None)
                 continue
             self.events.append(e)
             stamp = timestamp_to_wire(e.occurred_at)
@@ -135,54 +151,62 @@ class _Citizen:
             try:
                 self.events.extend(marking_events(raw, cpr, today))
             except Malformed as exc:
-                self.dead.append(_dead(raw, str(exc), None))
+                self._dead(raw, str(exc), None)
 
 
 class CasesStream(Stream):
+    """Cursor ``{"since", "page", "newest"}``: the search ``Cases.CreatedOn gt since`` is read
+    page by page (a restart resumes at ``page``); when it is done, ``since`` becomes the newest
+    ``createdOn`` seen."""
+
     name = "cases"
 
-    def __init__(self, client: FasitClient, config: FasitConfig,
-                 known: Callable[[], KnownCases], now: Callable[[], datetime]):
-        self.client, self.config, self.known, self.now = client, config, known, now
+    def __init__(self, client: FasitClient, config: FasitConfig, run: _Pass,
+                 now: Callable[[], datetime]):
+        self.client, self.config, self.run, self.now = client, config, run, now
 
     def read(self, cursor: str | None) -> Iterator[Batch]:
-        known = self.known()
-        known.catch_up()
-        since = parse_timestamp(cursor) if cursor else None
-        after = since - self.config.created_overlap if since else None
+        self.run.known.catch_up()
+        state = orjson.loads(cursor) if cursor else {}
+        since, newest = state.get("since"), state.get("newest") or state.get("since")
+        after = parse_timestamp(since) - self.config.created_overlap if since else None
         rules = ([{"field": "Cases.CreatedOn", "operator": "gt",
                    "value": timestamp_to_wire(after)}] if after else [])
-        newest = since
-        for _page, rows, last in self.client.search_rows(rules):
-            work = _Citizen(self.client, known, self.now())
+        pages = self.client.search_rows(rules, int(state.get("page", 1)), self.config.page_size)
+        for number, rows, last in pages:
+            work = _Citizen(self.client, self.run, self.now())
             for row in rows:
                 who = work.person(row)
                 if who:
                     seen = work.cases(*who, created_after=after)
-                    if seen and (newest is None or seen > newest):
-                        newest = seen
-            done = timestamp_to_wire(newest) if last and newest else None
-            yield Batch(work.events, work.dead, done)
+                    stamp = timestamp_to_wire(seen) if seen else None
+                    if stamp and (newest is None or stamp > newest):
+                        newest = stamp
+            state = ({"since": newest, "page": 1, "newest": newest} if last
+                     else {"since": since, "page": number + 1, "newest": newest})
+            yield Batch(work.events, work.dead, orjson.dumps(state).decode())
 
 
 class CitizensStream(Stream):
+    """Cursor ``{"page", "journal_after", "journal_max"}``: the sweep's next search page and the
+    journal high-water mark (``eventDate``) that the next sweep reads back from."""
+
     name = "citizens"
 
-    def __init__(self, client: FasitClient, config: FasitConfig,
-                 known: Callable[[], KnownCases], now: Callable[[], datetime]):
-        self.client, self.config, self.known, self.now = client, config, known, now
+    def __init__(self, client: FasitClient, config: FasitConfig, run: _Pass,
+                 now: Callable[[], datetime]):
+        self.client, self.config, self.run, self.now = client, config, run, now
 
     def read(self, cursor: str | None) -> Iterator[Batch]:
-        known = self.known()
-        known.catch_up()
+        self.run.known.catch_up()
         state = orjson.loads(cursor) if cursor else {}
-        page = int(state.get("page", 1))
         journal_after = state.get("journal_after")
         journal_max = state.get("journal_max") or journal_after
         after = (timestamp_to_wire(parse_timestamp(journal_after) - self.config.journal_overlap)
                  if journal_after else None)
-        for number, rows, last in self.client.search_rows([], first_page=page):
-            work = _Citizen(self.client, known, self.now())
+        pages = self.client.search_rows([], int(state.get("page", 1)), self.config.page_size)
+        for number, rows, last in pages:
+            work = _Citizen(self.client, self.run, self.now())
             for row in rows:
                 who = work.person(row)
                 if who:
@@ -191,11 +215,9 @@ class CitizensStream(Stream):
                     if newest and (journal_max is None or newest > journal_max):
                         journal_max = newest
                     work.markings(*who)
-            if last:
-                state = {"page": 1, "journal_after": journal_max, "journal_max": journal_max}
-            else:
-                state = {"page": number + 1, "journal_after": journal_after,
-                         "journal_max": journal_max}
+            state = ({"page": 1, "journal_after": journal_max, "journal_max": journal_max}
+                     if last else {"page": number + 1, "journal_after": journal_after,
+                                   "journal_max": journal_max})
             yield Batch(work.events, work.dead, orjson.dumps(state).decode())
 
 
@@ -203,13 +225,12 @@ class FasitConnector(Connector):
     name = SOURCE_SYSTEM
 
     def __init__(self, config: FasitConfig, store: EventStore | Callable[[], EventStore],
-                 retry: RetryPolicy | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.config = config
         self.now = now
         self.client = FasitClient(
             base_url=config.base_url, timeout=config.timeout, verify=config.verify,
-            retry=retry or RetryPolicy(), headers={"X-Tenant": config.tenant},
+            retry=config.retry, headers={"X-Tenant": config.tenant},
             auth=BearerToken(config.token_url, config.client_id, config.client_secret,
                              token=config.token))
         self._store = store
@@ -229,8 +250,9 @@ class FasitConnector(Connector):
         self.client.search([], 1, 1)
 
     def streams(self) -> list[Stream]:
-        return [CasesStream(self.client, self.config, self.known, self.now),
-                CitizensStream(self.client, self.config, self.known, self.now)]
+        run = _Pass(self.known())
+        return [CasesStream(self.client, self.config, run, self.now),
+                CitizensStream(self.client, self.config, run, self.now)]
 
     def close(self) -> None:
         self.client.close()

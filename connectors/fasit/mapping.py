@@ -20,7 +20,7 @@ SOURCE_SYSTEM = "fasit"
 #: Fasit case status (display name) -> canonical status.
 STATUSES = {"Aktiv": "open", "Passiv": "passive", "Afsluttet": "closed"}
 #: canonical (and the synthetic model's) status -> Fasit's display name.
-STATUS_OF = {"open": "Aktiv", "investigation": "Aktiv", "passive": "Passiv", "closed": "Afsluttet",
+STATUS_OF = {"open": "Aktiv", "active": "Aktiv", "passive": "Passiv", "closed": "Afsluttet",
              "dismissed": "Afsluttet", "completed": "Afsluttet", "cancelled": "Afsluttet"}
 #: Journal note types -> canonical action types.
 NOTE_TYPES = {"Notat": "journal_note", "Aktivitet": "activity", "Møde": "meeting",

@@ -139,3 +139,8 @@ class KafkaConnector(Connector):
         return {stream_name(tp.topic, tp.partition):
                 max(0, end - int(cursors.get(stream_name(tp.topic, tp.partition), 0)))
                 for tp, end in ends.items()}
+
+
+def from_settings(settings) -> KafkaConnector:
+    """The registry's factory: ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_TOPIC``, ... (see config)."""
+    return KafkaConnector.from_settings(settings)

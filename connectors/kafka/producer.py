@@ -3,6 +3,7 @@
 Records are keyed by ``person_key`` (the pseudonym, never the CPR number), so one person's events
 land on one partition in order; events without a person fall back to their case key. By default
 the clear ``person`` field is left out of the record: downstream consumers get the pseudonym only.
+``include_person=True`` is for a source pushing into a hub (the hub pseudonymizes on ingest).
 """
 
 from __future__ import annotations
@@ -43,19 +44,22 @@ class OutboxPublisher:
             raise SourceUnavailable(f"kafka: cannot reach {config.bootstrap_servers}: {exc}"
                                     ) from exc
 
-    def _prepared(self, e: ev.CanonicalEvent) -> ev.CanonicalEvent:
+    def _prepared(self, e: ev.CanonicalEvent) -> tuple[ev.CanonicalEvent, bytes | None]:
+        """The record to send and its key. With ``include_person`` the record carries the CPR
+        number and no pseudonym (the receiving hub pseudonymizes with its own key); without, it
+        carries the pseudonym only. The key is always the pseudonym (or the case key)."""
         person_key = e.person_key
-        if person_key is None and e.person is not None and self.pseudonymize is not None:
+        if person_key is None and e.person is not None:
+            if self.pseudonymize is None:
+                raise ValueError("an event with a person needs pseudonymize= (its Kafka key is "
+                                 "the person's pseudonym, never the CPR number)")
             person_key = self.pseudonymize(e.person)
-        person = e.person if self.include_person else None
-        if person_key is None and person is None and e.person is not None:
-            raise ValueError("an event with a person needs a person_key (give pseudonymize=) "
-                             "or include_person=True")
-        return dataclasses.replace(e, person=person, person_key=person_key, position=None)
-
-    def key_of(self, e: ev.CanonicalEvent) -> bytes | None:
-        key = e.person_key or e.case_key
-        return key.encode() if key else None
+        key = person_key or e.case_key
+        if self.include_person:
+            record = dataclasses.replace(e, person_key=None, position=None)
+        else:
+            record = dataclasses.replace(e, person=None, person_key=person_key, position=None)
+        return record, key.encode() if key else None
 
     def publish(self, events: Iterable[ev.CanonicalEvent], *, partition: int | None = None
                 ) -> list[Published]:
@@ -63,11 +67,10 @@ class OutboxPublisher:
         futures = []
         try:
             for e in events:
-                prepared = self._prepared(e)
-                value = codec.encode(prepared, self.schemas, self.config.framing,
+                record, key = self._prepared(e)
+                value = codec.encode(record, self.schemas, self.config.framing,
                                      self.config.schema_id or 1)
-                futures.append(self._producer.send(self.config.topic, value=value,
-                                                   key=self.key_of(prepared),
+                futures.append(self._producer.send(self.config.topic, value=value, key=key,
                                                    partition=partition))
             self._producer.flush(timeout=self.config.request_timeout_ms / 1000)
             return [Published(m.partition, m.offset)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from hub.cli.common import build_hub, print_json
 from hub.ingest.formats import read_file, write_avro
-from hub.ingest.pipeline import IngestSummary, Ingestor
+from hub.ingest.pipeline import Ingestor, IngestSummary
 from hub.ingest.validate import Validator
 from hub.synthetic.cases import TZ
 from hub.synthetic.generate import DEFAULT_AS_OF, generate

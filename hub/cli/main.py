@@ -122,7 +122,7 @@ def stats(store: str = StoreOpt,
 def dead_letters(limit: int = typer.Option(20), source: str = typer.Option(None),
                  store: str = StoreOpt,
                  json_out: bool = typer.Option(False, "--json")) -> None:
-    """The newest dead letters with their reasons (raw records only with --json)."""
+    """The newest dead letters with their reasons (record ids and raw records only with --json)."""
     hub = build_hub(store)
     try:
         rows = hub.store.dead_letters(limit, source)
@@ -134,9 +134,10 @@ def dead_letters(limit: int = typer.Option(20), source: str = typer.Option(None)
                      "raw": d.raw.decode("utf-8", "replace"), "recorded_at": d.recorded_at}
                     for d in rows])
         return
-    print_table(["id", "recorded_at", "source", "record", "reason"],
-                [[d.id, d.recorded_at.isoformat(timespec="seconds"), d.source_system,
-                  d.source_record_id or "", d.reason] for d in rows])
+    # Record ids and raw records may hold personal data: only with --json, for the one fixing it.
+    print_table(["id", "recorded_at", "source", "reason"],
+                [[d.id, d.recorded_at.isoformat(timespec="seconds"), d.source_system, d.reason]
+                 for d in rows])
 
 
 #: Command groups owned by other modules; each module has ``register(app)``.
@@ -146,6 +147,7 @@ COMMAND_MODULES: list[str] = [
     "hub.cli.demo",
     "hub.cli.projections",
     "hub.cli.overlap",
+    "hub.cli.connectors",
 ]
 
 for _module in COMMAND_MODULES:

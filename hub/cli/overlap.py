@@ -90,6 +90,7 @@ def overlap_run(
 
     Exit status: 0 when the run completed (with or without changes); 1 on failure.
     """
+    from hub.targets import writeback as wb
     from hub.targets.nightly import run_overlap
 
     def once() -> None:
@@ -100,6 +101,9 @@ def overlap_run(
             moment = (datetime.combine(date.fromisoformat(as_of), datetime.min.time(), UTC)
                       if as_of else datetime.now(UTC))
             result = run_overlap(hub.store, engine, rule_set, moment, projection, report_dir)
+            planned = wb.plan(rule_set, result.started, result.ended, moment.date())
+            with engine.begin() as conn:
+                n_planned = wb.record_plan(conn, planned, datetime.now(UTC))
         finally:
             engine.dispose()
             hub.close()
@@ -108,7 +112,7 @@ def overlap_run(
                    "ended": len(result.ended), "identity_overlaps": len(result.overlaps),
                    "overlaps_detected": len(result.overlaps_detected),
                    "overlaps_resolved": len(result.overlaps_resolved),
-                   "events_stored": result.events_stored,
+                   "events_stored": result.events_stored, "write_back_planned": n_planned,
                    "reports": [str(p) for p in result.report_files],
                    "seconds": {k: round(v, 3) for k, v in result.timings.items()}}
         if json_out:
@@ -120,6 +124,9 @@ def overlap_run(
                        f"resolved); {summary['events_stored']} events recorded")
             for p in summary["reports"]:
                 typer.echo(f"report: {p}")
+            if n_planned:
+                typer.echo(f"{n_planned} write-back commands planned "
+                           "(glasplade targets writeback list)")
 
     if schedule_at:
         next_run(datetime.now(UTC), schedule_at)  # validate before waiting
@@ -196,3 +203,121 @@ def targets_why(person: str = typer.Option(..., "--person", help="CPR or substit
         typer.echo(f"{r.rule_id} (v{r.rule_version}) since {r.since}: {r.explanation}")
         for item in r.evidence:
             typer.echo(f"  {item}")
+
+
+@mi_app.command("export")
+def mi_export(
+    report: list[str] = typer.Argument(None, help="Reports (default: all): pathways, "
+                                       "pathway-summary, tovholdere, caseload, "
+                                       "cases-by-paragraph, grants-by-paragraph, decision-time, "
+                                       "followup-compliance"),
+    start: str = typer.Option(None, "--from", help="Period start YYYY-MM-DD (default: Jan 1)"),
+    end: str = typer.Option(None, "--to", help="Period end YYYY-MM-DD (default: today)"),
+    unit: str = typer.Option(None, help="Only this unit"),
+    out: Path = typer.Option(Path("mi"), help="Directory for the CSV files"),
+    store: str = StoreOpt,
+) -> None:
+    """Management figures as CSV files (one per report), brought up to date first."""
+    from hub.targets.cadence import load_cadences
+    from hub.targets.feed import catch_up
+    from hub.targets.mi import REPORTS, Filter
+    from projections.db import readmodel_engine
+    from projections.management import ManagementProjection
+
+    names = report or list(REPORTS)
+    unknown = [n for n in names if n not in REPORTS]
+    if unknown:
+        typer.echo(f"error: unknown report(s) {', '.join(unknown)}", err=True)
+        raise typer.Exit(1)
+    today = datetime.now(UTC).date()
+    try:
+        f = Filter(date.fromisoformat(start) if start else today.replace(month=1, day=1),
+                   date.fromisoformat(end) if end else today, unit, load_cadences())
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    hub = build_hub(store)
+    engine = readmodel_engine(hub.settings.effective_readmodel_url)
+    projection = ManagementProjection(hub.store.person_key)
+    try:
+        catch_up(hub.store, engine, projection)
+        out.mkdir(parents=True, exist_ok=True)
+        with engine.connect() as conn:
+            for name in names:
+                table = REPORTS[name](conn, projection, f)
+                path = out / f"{name}.csv"
+                table.write_csv(path)
+                typer.echo(f"{path}: {len(table.rows)} rows")
+    finally:
+        engine.dispose()
+        hub.close()
+
+
+writeback_app = typer.Typer(no_args_is_help=True,
+                            help="Write-back commands: list, approve, execute.")
+targets_app.add_typer(writeback_app, name="writeback")
+
+
+@writeback_app.command("list")
+def writeback_list(status: str = typer.Option(None, help="planned, approved, done, failed"),
+                   store: str = StoreOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Planned and written commands (subjects as pseudonyms)."""
+    from hub.targets import writeback as wb
+    hub = build_hub(store)
+    engine, _ = _parts(hub)
+    try:
+        with engine.begin() as conn:
+            rows = wb.pending(conn, status)
+    finally:
+        engine.dispose()
+        hub.close()
+    data = [{"command_id": r.command_id, "kind": r.kind, "system": r.system, "mode": r.mode,
+             "status": r.status, "attempts": r.attempts, "last_error": r.last_error,
+             "result": r.result, "written_at": r.written_at} for r in rows]
+    if json_out:
+        print_json(data)
+        return
+    print_table(["command", "mode", "status", "attempts", "written_at", "error"],
+                [[d["command_id"], d["mode"], d["status"], d["attempts"], d["written_at"],
+                  d["last_error"] or ""] for d in data])
+
+
+@writeback_app.command("approve")
+def writeback_approve(command_ids: list[str] = typer.Argument(...),
+                      store: str = StoreOpt) -> None:
+    """Approve planned commands of rules in approval mode (the approver is recorded)."""
+    from hub.targets import writeback as wb
+    hub = build_hub(store)
+    engine, _ = _parts(hub)
+    try:
+        with engine.begin() as conn:
+            n = wb.approve(conn, command_ids, current_user(), datetime.now(UTC))
+    finally:
+        engine.dispose()
+        hub.close()
+    typer.echo(f"approved {n} of {len(command_ids)}")
+    if n != len(command_ids):
+        raise typer.Exit(1)
+
+
+@writeback_app.command("execute")
+def writeback_execute(store: str = StoreOpt) -> None:
+    """Write approved and automatic commands to the fagsystemer; failed ones are retried.
+
+    Exit status 1 if any command failed this time.
+    """
+    from hub.targets import writeback as wb
+    from hub.targets.writers import cpr_from_store, writers_from_settings
+    hub = build_hub(store)
+    engine, _ = _parts(hub)
+    writers = writers_from_settings(hub.settings)
+    try:
+        counts = wb.execute(engine, writers, cpr_from_store(hub.store),
+                            lambda: datetime.now(UTC))
+    finally:
+        writers.close()
+        engine.dispose()
+        hub.close()
+    typer.echo(f"written {counts['done']}, failed {counts['failed']}")
+    if counts["failed"]:
+        raise typer.Exit(1)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from tqdm import tqdm
 
+from hub.bootstrap import Hub
 from hub.cli.common import build_hub, print_json, print_table
 from projections.registry import open_runner, pg_waiter
 from projections.runner import ProjectionError, ProjectionRunner
@@ -16,6 +19,21 @@ StoreOpt = typer.Option(None, "--store", envvar="GLASPLADE_STORE_URL",
                         help="sqlite:///path.db or postgresql://user@host:port/db")
 NamesArg = typer.Argument(None, help="Projection names (default: all)")
 BatchOpt = typer.Option(5000, "--batch-size", help="Events per transaction")
+
+
+@contextmanager
+def _opened(store: str | None, batch_size: int = 5000) -> Iterator[tuple[Hub, ProjectionRunner]]:
+    hub = build_hub(store)
+    runner = None
+    try:
+        runner = open_runner(hub, batch_size=batch_size)
+        yield hub, runner
+    except ProjectionError as exc:
+        _fail(exc)
+    finally:
+        if runner is not None:
+            runner.engine.dispose()
+        hub.close()
 
 
 def _fail(exc: Exception) -> None:
@@ -40,11 +58,8 @@ def register(app: typer.Typer) -> None:
                json_out: bool = typer.Option(False, "--json", help="Machine-readable output")
                ) -> None:
         """Each projection's position against the store's head."""
-        hub = build_hub(store)
-        try:
-            rows = open_runner(hub).status()
-        finally:
-            hub.close()
+        with _opened(store) as (_, runner):
+            rows = runner.status()
         if json_out:
             print_json([{"name": s.name, "version": s.version, "stored_version": s.stored_version,
                          "position": s.position, "head": s.head, "lag": s.lag,
@@ -64,9 +79,7 @@ def register(app: typer.Typer) -> None:
             interval: float = typer.Option(0.5, help="Poll interval in seconds (--follow)"),
             batch_size: int = BatchOpt, store: str = StoreOpt) -> None:
         """Bring projections up to date (rebuilding any whose version changed)."""
-        hub = build_hub(store)
-        try:
-            runner = open_runner(hub, batch_size=batch_size)
+        with _opened(store, batch_size) as (hub, runner):
             reset = runner.prepare(names or None)
             for name in reset:
                 typer.echo(f"{name}: version changed, rebuilding from the first event")
@@ -85,25 +98,15 @@ def register(app: typer.Typer) -> None:
                 finally:
                     if wait:
                         wait.close()  # type: ignore[attr-defined]
-        except ProjectionError as exc:
-            _fail(exc)
-        finally:
-            hub.close()
 
     @group.command()
     def rebuild(names: list[str] = NamesArg, batch_size: int = BatchOpt,
                 store: str = StoreOpt) -> None:
         """Drop the read models and rebuild them from the first event (progress bar)."""
-        hub = build_hub(store)
-        try:
-            runner = open_runner(hub, batch_size=batch_size)
+        with _opened(store, batch_size) as (_, runner):
             runner.prepare(names or None)
             runner.reset(names or None)
             with _bar(runner, names or None, "rebuild") as bar:
                 n = runner.run(names or None, progress=bar.update)
             typer.echo(f"rebuilt {', '.join(p.name for p in runner.select(names or None))} "
                        f"from {n} events")
-        except ProjectionError as exc:
-            _fail(exc)
-        finally:
-            hub.close()

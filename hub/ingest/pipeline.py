@@ -11,9 +11,11 @@ import orjson
 from hub.domain import events as ev
 from hub.ingest.formats import SourceRecord
 from hub.ingest.validate import Rejected, Validator
-from hub.logging import mask_text
+from hub.logging import get_logger, mask_text
 from hub.store.contract import AppendOutcome, CursorUpdate, DeadLetter
 from hub.store.eventstore import EventStore
+
+_log = get_logger("glasplade.ingest")
 
 
 @dataclass
@@ -89,6 +91,9 @@ class Ingestor:
         if events or dead:
             self._flush(events, dead, summary)
         summary.elapsed += time.perf_counter() - started
+        _log.info("ingest.finished", source=source_system, read=summary.read,
+                  stored=summary.stored, duplicates=summary.duplicates,
+                  rejected=summary.rejected, seconds=round(summary.elapsed, 3))
         return summary
 
     def append(self, events: list[ev.CanonicalEvent], dead: list[DeadLetter],
@@ -100,7 +105,12 @@ class Ingestor:
 
     def _flush(self, events: list[ev.CanonicalEvent], dead: list[DeadLetter],
                summary: IngestSummary) -> None:
-        summary.add(self.store.append(events, dead_letters=dead))
+        outcome = self.store.append(events, dead_letters=dead)
+        summary.add(outcome)
+        _log.debug("ingest.batch", stored=outcome.stored, duplicates=outcome.duplicates,
+                   dead_lettered=outcome.dead_lettered, last_position=outcome.last_position)
+        for d in dead:
+            _log.warning("ingest.rejected", source=d.source_system, reason=d.reason)
         if self.on_batch:
             self.on_batch(summary)
 

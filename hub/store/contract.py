@@ -71,7 +71,8 @@ class DeadLetter:
     source_system: str
     reason: str
     raw: bytes
-    source_record_id: str | None = None
+    source_record_id: str | bytes | None = None
+    """In clear from a connector; sealed by the store (a record id may be a CPR number)."""
     raw_key: bytes = b""
     """Keyed digest of the raw record (set by the store): the same bad record is kept once."""
 
@@ -80,7 +81,7 @@ class DeadLetter:
 class StoredDeadLetter:
     id: int
     source_system: str
-    source_record_id: str | None
+    source_record_id: str | bytes | None
     reason: str
     raw: bytes
     recorded_at: datetime

@@ -91,7 +91,8 @@ class EventStore:
         rows = self.to_rows(events)
         sealed = [
             DeadLetter(d.source_system, d.reason, self.cipher.seal(d.raw, _DEAD_LETTER_AD),
-                       d.source_record_id,
+                       self.cipher.seal(str(d.source_record_id).encode(), _DEAD_LETTER_AD)
+                       if d.source_record_id is not None else None,
                        self.pseudonymizer.source_key(d.source_system, "dead-letter",
                                                      hashlib.sha256(d.raw).hexdigest()))
             for d in dead_letters
@@ -160,8 +161,10 @@ class EventStore:
                      ) -> list[StoredDeadLetter]:
         """Dead letters with their raw record decrypted (for the integration team's review)."""
         return [
-            StoredDeadLetter(d.id, d.source_system, d.source_record_id, d.reason,
-                             self.cipher.open(d.raw, _DEAD_LETTER_AD), d.recorded_at)
+            StoredDeadLetter(d.id, d.source_system,
+                             self.cipher.open(d.source_record_id, _DEAD_LETTER_AD).decode()
+                             if isinstance(d.source_record_id, bytes) else d.source_record_id,
+                             d.reason, self.cipher.open(d.raw, _DEAD_LETTER_AD), d.recorded_at)
             for d in self.recorder.dead_letters(limit, source_system)
         ]
 

@@ -93,7 +93,7 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
             " PRIMARY KEY (connector, stream))").format(c=self._cursors))
         self.sql_create_statements.append(SQL(
             "CREATE TABLE IF NOT EXISTS {d} (id bigserial PRIMARY KEY, source_system text NOT NULL,"
-            " source_record_id text, reason text NOT NULL, raw bytea NOT NULL,"
+            " source_record_id bytea, reason text NOT NULL, raw bytea NOT NULL,"
             " raw_key bytea UNIQUE, recorded_at timestamptz NOT NULL)").format(d=self._dead))
         self._create_staging = SQL(
             "CREATE TEMP TABLE IF NOT EXISTS glasplade_staging (seq int4, originator_id uuid,"
@@ -221,7 +221,8 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         rows = self._query(SQL("SELECT id, source_system, source_record_id, reason, raw,"
                                " recorded_at FROM {d} " + where + "ORDER BY id DESC LIMIT %s"
                                ).format(d=self._dead), params)
-        return [StoredDeadLetter(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+        return [StoredDeadLetter(r[0], r[1], bytes(r[2]) if r[2] is not None else None, r[3],
+                                 bytes(r[4]), r[5]) for r in rows]
 
     def dead_letter_counts(self) -> dict[str, int]:
         return dict(self._query(SQL("SELECT source_system, count(*) FROM {d} GROUP BY 1").format(

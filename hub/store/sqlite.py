@@ -78,7 +78,7 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
             " stream TEXT NOT NULL, position TEXT NOT NULL, updated_at TEXT NOT NULL,"
             " PRIMARY KEY (connector, stream))",
             "CREATE TABLE IF NOT EXISTS glasplade_dead_letters (id INTEGER PRIMARY KEY,"
-            " source_system TEXT NOT NULL, source_record_id TEXT, reason TEXT NOT NULL,"
+            " source_system TEXT NOT NULL, source_record_id BLOB, reason TEXT NOT NULL,"
             " raw BLOB NOT NULL, raw_key BLOB UNIQUE, recorded_at TEXT NOT NULL)",
         ]
 
@@ -154,8 +154,9 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
                 [(x.connector, x.stream, x.position, recorded_at) for x in cursors])
         if dead_letters:
             c.executemany(
-                "INSERT OR IGNORE INTO glasplade_dead_letters (source_system, source_record_id,"
-                " reason, raw, raw_key, recorded_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO glasplade_dead_letters (source_system, source_record_id,"
+                " reason, raw, raw_key, recorded_at) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (raw_key) DO NOTHING",
                 [(d.source_system, d.source_record_id, d.reason, d.raw, d.raw_key, recorded_at)
                  for d in dead_letters])
         return AppendOutcome(len(fresh), duplicates, len(dead_letters), last)

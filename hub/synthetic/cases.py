@@ -25,7 +25,6 @@ from hub.synthetic.names import FEMALE, LAST, MALE
 from hub.synthetic.rates import (
     BARNETS_LOV_FROM,
     HISTORY_FROM,
-    SERVICE_BY_KEY,
     UNIT_BY_ID,
     UNITS,
     Rates,
@@ -252,10 +251,11 @@ def _age(p: Person, today: date) -> int:
     return (today - p.birth_date).days // 365
 
 
-def make_units_and_caseworkers(m: Municipality, rng: random.Random, citizens: int) -> None:
+def make_units_and_caseworkers(m: Municipality, rng: random.Random, citizens: int,
+                               rates: Rates) -> None:
     """Units from ``rates.UNITS``; caseworkers per unit from the expected caseload."""
     expected: dict[str, float] = {u.unit_id: 0.0 for u in UNITS}
-    for s in SERVICE_BY_KEY.values():
+    for s in rates.services:
         n = s.per_100k * citizens / 100_000
         if s.key == "sel85":
             expected["VOK-STOTTE"] += 0.7 * n

@@ -9,11 +9,12 @@ changed. Counts are drawn from yearly rates scaled to the municipality and the t
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hub.synthetic.cases import TZ, CaseBuilder, Episode, at, legal_bases, rounded
+from hub.synthetic.cases import TZ, CaseBuilder, Episode, legal_bases, rounded
 from hub.synthetic.model import (
     AddressChange,
     Case,
@@ -164,11 +165,11 @@ class _Sim:
         self.changes.append(Change("action_recorded", when, c.case_key, c.person, a.action_id))
 
     def close_cases(self) -> None:
-        candidates = [c for c in self.active if c.status == "active"]
-        per_year = sum(1 / _SERVICE_OF_TYPE[c.case_type].mean_years
-                       if c.case_type in _SERVICE_OF_TYPE else 0.5 for c in candidates)
-        n = min(len(candidates), self.count(per_year))
-        for c in self.rng.sample(candidates, n):
+        """Each active case ends with the probability its service's mean length gives."""
+        for c in [c for c in self.active if c.status == "active"]:
+            s = _SERVICE_OF_TYPE.get(c.case_type)
+            if self.rng.random() >= 1 - math.exp(-self.years / (s.mean_years if s else 2.0)):
+                continue
             when = self.when(max(c.status_history[-1].at, c.actions[-1].occurred_at
                                  if c.actions else c.opened_at))
             for g in c.grants:
@@ -214,7 +215,8 @@ class _Sim:
             child = Person(cpr=pop.cpr(born), first_name=self.rng.choice(
                 FEMALE if sex == "K" else MALE), last_name=mother.last_name, birth_date=born,
                 sex=sex, address=mother.address, household_id=hh.household_id,
-                protected_address=mother.protected_address, registered_on=born, updated_at=when)
+                protected_address=mother.protected_address, registered_on=born, updated_at=when,
+                person_id=f"P{self.m.next_id('person'):08d}")
             self.m.persons.append(child)
             self.people[child.cpr] = child
             hh.children.append(child.cpr)

@@ -38,7 +38,7 @@ def generate(citizens: int, seed: int, as_of: datetime | None = None,
     m = Municipality(code=municipality_code, name=name, seed=seed, as_of=as_of)
     today = as_of.date() - _DAY  # the last full business day before as_of
     pop = build_population(m, citizens, rng, rates, today)
-    make_units_and_caseworkers(m, rng, citizens)
+    make_units_and_caseworkers(m, rng, citizens, rates)
     builder = CaseBuilder(m, rng, rates)
     _services(pop, builder, today)
     _notifications(pop, builder, today)

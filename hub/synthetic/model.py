@@ -60,6 +60,7 @@ class Person:
     cpr_assigned_on: date | None = None    # when the substitute number was replaced by the CPR
     address_changes: list[AddressChange] = field(default_factory=list)  # moves, in date order
     first_address: Address | None = None   # where registered, when it differs from ``address``
+    person_id: str | None = None           # the register's own record number (never the CPR)
     updated_at: datetime | None = None
 
 
@@ -116,7 +117,7 @@ class Grant:
 
 @dataclass
 class LegalBasis:
-    """The case's legal basis from ``valid_from`` (children's cases moved SEL -> BL on 2024-01-01)."""
+    """The case's legal basis from ``valid_from`` (children's cases: SEL -> BL on 2024-01-01)."""
 
     law: str
     paragraph: str

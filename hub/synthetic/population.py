@@ -69,7 +69,7 @@ class Population:
 
 def build_population(m: Municipality, citizens: int, rng: random.Random, rates: Rates,
                      today: date) -> Population:
-    """Fill ``m.households``, ``m.persons`` and ``m.relations`` with exactly ``citizens`` persons."""
+    """Fill ``m.households``, ``m.persons`` and ``m.relations``: exactly ``citizens`` persons."""
     pop = Population(m, rng, rates, today)
     kinds = ("single", "couple", "family", "single_parent", "other")
     cum = list(accumulate((rates.single, rates.couple, rates.couple_with_children,
@@ -128,7 +128,8 @@ def _household(pop: Population, kind: str, left: int, kids_cum: list[float]) -> 
         p = Person(
             cpr=pop.cpr(born), first_name=rng.choice(names.FEMALE if sex == "K" else names.MALE),
             last_name=last, birth_date=born, sex=sex, address=address, household_id=hid,
-            protected_address=protected, registered_on=born)
+            protected_address=protected, registered_on=born,
+            person_id=f"P{m.next_id('person'):08d}")
         if not is_child:
             p.civil_status = _civil_status(rng, age, kind, i)
             if rng.random() < pop.rates.substitute_number and born.year >= 1930:

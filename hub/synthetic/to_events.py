@@ -42,40 +42,52 @@ def _event(system: str, record_id: str, version: str, when: datetime, payload: e
 
 def municipality_events(m: Municipality, *, time_ordered: bool = False
                         ) -> Iterator[ev.CanonicalEvent]:
-    """All events of ``m``: each stream's events together and in business-time order (persons,
-    then cases, consents, markings); or, with ``time_ordered``, all events by business time
-    (holds every event in memory: meant for demo sizes)."""
+    """All events of ``m``: each stream's events together and in business-time order (persons
+    with their consents and markings, then cases); or, with ``time_ordered``, all events by
+    business time (holds every event in memory: meant for demo sizes)."""
     if time_ordered:
         yield from sorted(municipality_events(m), key=lambda e: e.occurred_at)
         return
     relations: dict[str, list[Relation]] = {}
     for r in m.relations:
         relations.setdefault(r.person, []).append(r)
+    own: dict[str, list[ev.CanonicalEvent]] = {}  # consents and markings: the person's stream
+    for consent in m.consents:
+        own.setdefault(consent.person, []).extend(consent_events(consent, m.as_of))
+    for marking in m.markings:
+        own.setdefault(marking.person, []).extend(marking_events(marking, m.as_of))
+    record_of = {p.cpr: p.person_id for p in m.persons if p.person_id}
     for p in m.persons:
-        yield from person_events(p, relations.get(p.cpr, ()))
+        events = person_events(p, relations.get(p.cpr, ()), record_of)
+        if p.cpr in own:
+            events = sorted(events + own.pop(p.cpr), key=lambda e: e.occurred_at)
+        yield from events
+    for person in sorted(own):  # known only by a substitute number
+        yield from sorted(own[person], key=lambda e: e.occurred_at)
     units = {u.unit_id: u.name for u in m.units}
     workers = {c.caseworker_id: c for c in m.caseworkers}
     for c in m.cases:
         yield from case_events(c, units, workers, m.as_of)
-    for consent in m.consents:
-        yield from consent_events(consent, m.as_of)
-    for marking in m.markings:
-        yield from marking_events(marking, m.as_of)
 
 
-def person_events(p: Person, relations=()) -> list[ev.CanonicalEvent]:
-    cpr, rid = p.cpr, f"person/{p.cpr}"
+def person_events(p: Person, relations=(), record_of: dict[str, str] | None = None
+                  ) -> list[ev.CanonicalEvent]:
+    """A person's register facts. Record ids use the register's record number, never the CPR
+    number (record ids are kept in clear, e.g. with dead letters)."""
+    record_of = record_of or {}
+    cpr, rid = p.cpr, f"person/{p.person_id or _record_no(p.cpr, record_of)}"
     registered = _noon(p.registered_on or p.birth_date)
     out = [_event("cpr", rid, "registered", registered, ev.PersonRegistered(
         first_name=p.first_name, last_name=p.last_name, birth_date=p.birth_date, sex=p.sex,
         address=first_address(p), civil_status=p.civil_status,
         protected_address=p.protected_address), person=cpr)]
     if p.substitute_number:
-        out.append(_event("cpr", rid, f"identifier/{p.substitute_number}", registered,
+        out.append(_event("cpr", rid, "identifier-replaced", registered,
                           ev.PersonIdentifierReplaced(p.substitute_number, cpr), person=cpr))
     for r in relations:
         out.append(_event(
-            "cpr", f"{rid}/relation/{r.relation}/{r.related_person}", "added",
+            "cpr", f"{rid}/relation/{r.relation}/{_record_no(r.related_person, record_of)}",
+            "added",
             max(registered, _noon(r.since)),
             ev.PersonRelationChanged(r.relation, r.related_person, "added"), person=cpr))
     for move in p.address_changes:
@@ -87,6 +99,11 @@ def person_events(p: Person, relations=()) -> list[ev.CanonicalEvent]:
                           person=cpr))
     out.sort(key=lambda e: e.occurred_at)
     return out
+
+
+def _record_no(cpr: str, record_of: dict[str, str]) -> str:
+    """The register's record number of ``cpr`` (or an opaque uuid5 when unknown)."""
+    return record_of.get(cpr) or str(uuid5(EVENT_NAMESPACE, cpr))
 
 
 _STATUS_EVENTS = {"closed": ev.CaseClosed, "passive": ev.CasePassivated}
@@ -126,7 +143,8 @@ def case_events(c: Case, unit_names: dict[str, str], workers: dict, as_of: datet
             ch.caseworker_id)
         previous = ch.caseworker_id
     for lb in c.legal_bases[1:]:
-        add(f"{rid}/hjemmel", lb.valid_from.isoformat(), datetime.combine(lb.valid_from, time(0), TZ),
+        add(f"{rid}/hjemmel", lb.valid_from.isoformat(),
+            datetime.combine(lb.valid_from, time(0), TZ),
             ev.CaseLegalBasisChanged(lb.law, lb.paragraph, lb.valid_from))
     prev_status = c.status_history[0].status if c.status_history else "open"
     for i, st in enumerate(c.status_history[1:], start=1):

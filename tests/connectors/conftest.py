@@ -69,6 +69,11 @@ def make_municipality(persons: int = 30, cases_per_system: int = 12, seed: int =
                         title=f"Sag {i + 1}", person=person.cpr, opened_at=opened,
                         caseworker_id=f"{unit_id}-CW{i % 2}",
                         status_history=[StatusChange("open", opened)], updated_at=opened)
+            if i % 4 == 1:  # decided: active
+                at = opened + timedelta(days=10)
+                case.status = "active"
+                case.status_history.append(StatusChange("active", at))
+                case.updated_at = at
             if i % 4 == 3:  # some cases are closed later
                 at = opened + timedelta(days=90)
                 case.status = "closed"

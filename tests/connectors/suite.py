@@ -28,6 +28,7 @@ from hub.config import Settings
 from hub.ingest.connector import Batch, Connector, SourceUnavailable, Stream
 from hub.store.eventstore import EventStore
 from hub.synthetic.model import Municipality
+from tests.conftest import make_store
 
 FAST_RETRY = RetryPolicy(attempts=4, initial=0.01, maximum=0.05, jitter=0.01)
 
@@ -73,6 +74,7 @@ class ConnectorSuite:
     name: str = ""
     seed: int = 7
     client_timeout: float = 1.0
+    malformed_rate: float = 0.3
     extra_env: dict[str, str] = {}
 
     # --- to supply ----------------------------------------------------------------------------
@@ -112,6 +114,13 @@ class ConnectorSuite:
         yield make
         for c in built:
             c.close()
+
+    @pytest.fixture
+    def one_store(self, sqlite_url) -> Iterator[EventStore]:
+        """For the fault tests: one backend is enough (the store is not what they test)."""
+        s = make_store(sqlite_url)
+        yield s
+        s.close()
 
     def runner(self, store: EventStore, *connectors: Connector, **kw) -> ConnectorRunner:
         kw.setdefault("retry", FAST_RETRY)
@@ -165,50 +174,50 @@ class ConnectorSuite:
         assert resumed.duplicates < committed
 
     def test_malformed_record_is_dead_lettered_and_the_rest_continue(
-            self, store, connect, simulator, municipality):
-        simulator.faults.set(malformed_rate=0.2)
-        report = self.runner(store, connect()).run_once()
+            self, one_store, connect, simulator, municipality):
+        simulator.faults.set(malformed_rate=self.malformed_rate)
+        report = self.runner(one_store, connect()).run_once()
         assert report.ok, report
-        dead = store.dead_letters(limit=1000, source_system=self.name)
+        dead = one_store.dead_letters(limit=1000, source_system=self.name)
         assert dead, "some records were served malformed"
         assert all(d.reason for d in dead)
         assert report.dead_letters == len(dead)
-        stored = sum(self.stored_counts(store).values())
+        stored = sum(self.stored_counts(one_store).values())
         assert 0 < stored < sum(self.expected_counts(municipality).values())
         # Reading the same bad records again keeps one dead letter each.
-        self.runner(store, connect()).run_once()
-        assert len(store.dead_letters(limit=1000, source_system=self.name)) == len(dead)
+        self.runner(one_store, connect()).run_once()
+        assert len(one_store.dead_letters(limit=1000, source_system=self.name)) == len(dead)
 
-    def test_outage_is_reported_then_caught_up(self, store, connect, simulator, municipality):
+    def test_outage_is_reported_then_caught_up(self, one_store, connect, simulator, municipality):
         connector = connect()
-        runner = self.runner(store, connector, breaker_threshold=2, breaker_cooldown=0.0)
+        runner = self.runner(one_store, connector, breaker_threshold=2, breaker_cooldown=0.0)
         simulator.stop()
         down = runner.run_once()
         assert not down.ok and "source_unavailable" in down.connectors[self.name].error
         simulator.restart()
         up = runner.run_once()
         assert up.ok, up
-        assert self.stored_counts(store) == self.expected_counts(municipality)
+        assert self.stored_counts(one_store) == self.expected_counts(municipality)
 
-    def test_server_errors_are_retried(self, store, connect, simulator, municipality):
+    def test_server_errors_are_retried(self, one_store, connect, simulator, municipality):
         simulator.faults.set(error_rate=0.25)
-        report = self.runner(store, connect()).run_once()
+        report = self.runner(one_store, connect()).run_once()
         assert report.ok, report
-        assert self.stored_counts(store) == self.expected_counts(municipality)
+        assert self.stored_counts(one_store) == self.expected_counts(municipality)
 
-    def test_timeouts_are_retried(self, store, connect, simulator, municipality):
+    def test_timeouts_are_retried(self, one_store, connect, simulator, municipality):
         simulator.faults.set(timeout_rate=0.05, timeout_seconds=self.client_timeout + 0.5)
-        report = self.runner(store, connect()).run_once()
+        report = self.runner(one_store, connect()).run_once()
         assert report.ok, report
-        assert self.stored_counts(store) == self.expected_counts(municipality)
+        assert self.stored_counts(one_store) == self.expected_counts(municipality)
 
-    def test_expired_token_is_renewed(self, store, connect, simulator, municipality):
+    def test_expired_token_is_renewed(self, one_store, connect, simulator, municipality):
         connector = connect()
-        runner = self.runner(store, connector)
+        runner = self.runner(one_store, connector)
         runner.run_once()
         simulator.faults.expire_tokens()
-        store.reset_cursors(self.name)  # read everything again with the expired token
+        one_store.reset_cursors(self.name)  # read everything again with the expired token
         report = runner.run_once()
         assert report.ok, report
         assert simulator.faults.tokens_rejected > 0, "the server refused the old token"
-        assert self.stored_counts(store) == self.expected_counts(municipality)
+        assert self.stored_counts(one_store) == self.expected_counts(municipality)

@@ -19,7 +19,9 @@ from hub.domain import events as ev
 from hub.domain.cpr import synthetic_cpr
 from hub.ingest.connector import SourceUnavailable
 from hub.store.contract import CursorUpdate
+from hub.synthetic.to_events import CONSENT_SYSTEM
 from tests.connectors.kafka_broker import kafka_broker  # noqa: F401 - the fixture
+from tests.connectors.suite import ConnectorSuite
 
 pytestmark = pytest.mark.kafka
 TOPIC = "glasplade.changes"
@@ -232,3 +234,47 @@ def test_config_from_settings(monkeypatch):
     monkeypatch.delenv("KAFKA_TOPIC")
     with pytest.raises(ConfigError, match="topic"):
         KafkaConfig.from_settings(Settings())
+
+
+# --- the standard connector suite, against the Kafka push simulator ---------------------------
+
+def consent_municipality():
+    from hub.synthetic.model import Consent
+    from tests.connectors.conftest import make_municipality
+
+    m = make_municipality(persons=12, cases_per_system=1)
+    for i, p in enumerate(m.persons):
+        m.consents.append(Consent(f"SAM-{i:03d}", p.cpr, "sammenhængende forløb",
+                                  ["BUF-MYN-N", "JC-KONT"], date(2025, 1, 1 + i),
+                                  withdrawn_on=date(2025, 6, 1) if i % 3 == 0 else None))
+    return m
+
+
+class TestKafkaSuite(ConnectorSuite):
+    name = "kafka"
+    extra_env = {"KAFKA_MAX_RECORDS": "3", "KAFKA_POLL_TIMEOUT_MS": "300",
+                 "KAFKA_REQUEST_TIMEOUT_MS": "1500"}
+
+    @pytest.fixture
+    def municipality(self):
+        return consent_municipality()
+
+    def expected_counts(self, municipality):
+        withdrawn = sum(1 for c in municipality.consents if c.withdrawn_on)
+        return {"ConsentGiven": len(municipality.consents), "ConsentWithdrawn": withdrawn}
+
+    def stored_counts(self, store):
+        # Pushed records keep the source_system of the system that pushed them.
+        return {t: n for t, s, n in store.counts() if s == CONSENT_SYSTEM}
+
+    def test_malformed_record_is_dead_lettered_and_the_rest_continue(
+            self, one_store, connect, simulator, municipality):
+        # The simulator publishes when it starts: bring it up again with poison records.
+        simulator.faults.set(malformed_rate=self.malformed_rate)
+        simulator.stop()
+        simulator.restart()
+        super().test_malformed_record_is_dead_lettered_and_the_rest_continue(
+            one_store, connect, simulator, municipality)
+
+    def test_expired_token_is_renewed(self):
+        pytest.skip("Kafka: no tokens here (SASL/SSL options are passed through to kafka-python)")

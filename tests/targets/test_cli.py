@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from hub.cli.main import app
 from hub.cli.overlap import next_run, schedule
+from hub.logging import configure
 from tests.conftest import make_store
-from tests.targets import builders as b
 from tests.targets.test_nightly import CHILD, _family
 
 runner = CliRunner()
@@ -78,7 +78,8 @@ def test_unreachable_store_is_a_failure(tmp_path):
     assert result.exit_code == 1
 
 
-def test_next_run_and_scheduler_survives_a_failed_run():
+def test_next_run_and_scheduler_survives_a_failed_run(capsys):
+    configure("json", "INFO")  # CLI tests leave structlog on CliRunner's closed stream
     now = datetime(2026, 11, 29, 1, 30, tzinfo=UTC)
     assert next_run(now, "02:00") == datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
     assert next_run(now, "01:30") == datetime(2026, 11, 30, 1, 30, tzinfo=UTC)
@@ -91,6 +92,7 @@ def test_next_run_and_scheduler_survives_a_failed_run():
 
     failures = schedule("02:00", job, max_runs=2, clock=lambda: now, sleep=slept.append)
     assert failures == 1 and len(calls) == 2 and slept == [1800.0, 1800.0]
+    assert "overlap run failed" in capsys.readouterr().err
 
 
 def test_schedule_rejects_bad_time(sqlite_url):
@@ -102,4 +104,3 @@ def test_date_as_of_is_used(filled, tmp_path):
     result = _run("overlap", "run", "--store", filled, "--as-of", "2026-01-01",
                   "--report-dir", str(tmp_path), "--json")
     assert orjson.loads(result.stdout)["as_of"].startswith("2026-01-01")
-    assert date(2026, 1, 1)  # keep import used

@@ -294,3 +294,16 @@ def test_files_we_write_are_read_by_the_apache_avro_library(tmp_path: Path, sche
         want = event_to_avro(e, schemas)
         want["payload"] = payload_to_dict(e.payload)  # Apache returns a union branch bare
         assert rec == want, e.source_record_id
+
+
+# --- the catalogue ---------------------------------------------------------------------------
+
+
+def test_the_event_catalogue_is_generated_from_the_current_schemas() -> None:
+    from tests.fixtures.make_events_doc import TARGET, render
+
+    assert TARGET.read_text(encoding="utf-8") == render(), (
+        "docs/events.md is stale: run .venv/bin/python -m tests.fixtures.make_events_doc")
+    text = TARGET.read_text(encoding="utf-8")
+    for name in ev.PAYLOAD_TYPES:
+        assert f"**{name}**" in text

@@ -12,6 +12,7 @@ The register is live: tests and ``glasplade simulate`` change persons (``move``,
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import replace
 from datetime import date
@@ -21,7 +22,13 @@ from fastapi.responses import Response
 from lxml import etree
 
 from connectors.cpr import soap
-from connectors.simulation import FaultConfig, Faults, HttpSimulator, fault_middleware
+from connectors.simulation import (
+    FaultConfig,
+    Faults,
+    HttpSimulator,
+    ServerThread,
+    fault_middleware,
+)
 from hub.domain.events import Address
 from hub.synthetic.model import Municipality, Person, Relation
 
@@ -192,6 +199,26 @@ class CprSimulator(HttpSimulator):
         super().__init__("cpr", create_app(register, faults, service_agreement), faults,
                          lambda url: {"CPR_BASE_URL": url,
                                       "CPR_SERVICE_AGREEMENT_UUID": service_agreement})
+
+    def start(self, port: int = 0) -> str:
+        url = super().start(port)
+        _nodelay(self.server)
+        return url
+
+    def restart(self) -> str:
+        url = super().restart()
+        _nodelay(self.server)
+        return url
+
+
+def _nodelay(server: ServerThread) -> None:
+    """Workaround: ``ServerThread`` hands uvicorn a pre-bound socket without TCP_NODELAY, so every
+    response waits ~40 ms for the client's delayed ACK (Nagle). Accepted sockets inherit the
+    option from the listening socket on Linux. Remove once connectors/simulation.py sets it."""
+    uv = getattr(server, "_server", None)
+    for s in getattr(uv, "servers", None) or []:
+        for sock in s.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def simulator(municipality: Municipality, faults: FaultConfig | None = None) -> CprSimulator:

@@ -1,4 +1,4 @@
-"""The DUBU simulator (OData v4 + REST behind a session-cookie login) over a synthetic municipality."""
+"""The DUBU simulator: OData v4 and REST behind a session-cookie login, over a municipality."""
 
 from connectors.dubu.simulator.app import DubuCredentials, create_app, simulator
 

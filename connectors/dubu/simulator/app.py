@@ -10,8 +10,6 @@ the test calls ``faults.expire_tokens()``; an API call without a live session is
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +23,9 @@ from connectors.dubu.simulator.odata import (
     parse_select,
     project,
 )
+from connectors.dubu.simulator.serving import NoDelaySimulator, RequestGuard
 from connectors.dubu.simulator.world import DubuWorld
-from connectors.dubu.simulator.serving import NoDelaySimulator
-from connectors.simulation import Faults, FaultConfig, HttpSimulator, fault_middleware
+from connectors.simulation import FaultConfig, Faults, HttpSimulator, Tokens, fault_middleware
 from hub.synthetic.model import Municipality
 
 MAX_TOP = 100
@@ -43,30 +41,6 @@ class DubuCredentials:
     idp: str = "simulator"
 
 
-class _Sessions:
-    def __init__(self, faults: Faults):
-        self.faults = faults
-        self._lock = threading.Lock()
-        self._live: dict[str, tuple[float, int]] = {}
-
-    def open(self) -> str:
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._live[token] = (time.monotonic(), self.faults.token_generation)
-        return token
-
-    def valid(self, token: str | None) -> bool:
-        if not token:
-            return False
-        with self._lock:
-            issued = self._live.get(token)
-        if issued is None:
-            return False
-        at, generation = issued
-        return (generation == self.faults.token_generation
-                and time.monotonic() - at < self.faults.config.token_ttl)
-
-
 def _odata_error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": {"code": "", "message": message}}, status_code=status)
 
@@ -74,18 +48,19 @@ def _odata_error(message: str, status: int = 400) -> JSONResponse:
 def create_app(world: DubuWorld, faults: Faults,
                credentials: DubuCredentials = DubuCredentials()) -> FastAPI:
     app = FastAPI(title="DUBU simulator", docs_url=None, redoc_url=None)
-    fault_middleware(app, faults)
-    sessions = _Sessions(faults)
+    sessions = Tokens(faults, prefix="dubu")
 
     def authorised(request: Request) -> bool:
         return sessions.valid(request.cookies.get("oiosamlSession"))
 
-    @app.middleware("http")
-    async def _require_session(request: Request, call_next: Any) -> Any:
+    def require_session(request: Request) -> Response | None:
         if request.url.path.startswith(("/odata/", "/api/")) and not authorised(request):
             return JSONResponse({"message": "Authorization has been denied for this request."},
                                 status_code=401)
-        return await call_next(request)
+        return None
+
+    app.add_middleware(RequestGuard, check=require_session)
+    fault_middleware(app, faults)  # outermost: an outage answers before anything else
 
     @app.post("/login")
     def login(SelectedAuthenticationUrl: str = Form(""), loginfmt: str = Form(""),  # noqa: N803
@@ -95,7 +70,7 @@ def create_app(world: DubuWorld, faults: Faults,
             return JSONResponse({"message": "Forkert brugernavn eller adgangskode"},
                                 status_code=401)
         response = Response(status_code=302, headers={"Location": "/"})
-        token = sessions.open()
+        token, _ = sessions.issue()
         response.set_cookie("oiosamlSession", token, httponly=True)
         response.set_cookie("oiosamlCookie", secrets.token_urlsafe(16), httponly=True)
         return response

@@ -1,4 +1,4 @@
-"""The synthetic municipality's BUF cases as DUBU shows them (``Sag``, ``Aktivitet``, ``OrgBruger``).
+"""The municipality's BUF cases as DUBU shows them (``Sag``, ``Aktivitet``, ``OrgBruger``).
 
 The simulator reads the ``Municipality`` live: whoever keeps it alive over simulated time (or a
 test) changes case objects in place or adds cases with ``add_case``. A case added after start is

@@ -1,4 +1,4 @@
-"""The Fasit simulator (JSON queries/commands, bearer token, X-Tenant) over a synthetic municipality."""
+"""The Fasit simulator: JSON queries and commands, bearer token and X-Tenant header."""
 
 from connectors.fasit.simulator.app import FasitCredentials, create_app, simulator
 

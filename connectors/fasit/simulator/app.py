@@ -9,9 +9,6 @@ stands in with ``POST /connect/token`` (client credentials). A missing ``X-Tenan
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,11 +17,18 @@ from typing import Any
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import JSONResponse, Response
 
+from connectors.dubu.simulator.serving import NoDelaySimulator, RequestGuard
 from connectors.fasit.dates import from_wire, parse_timestamp
 from connectors.fasit.mapping import STATUS_OF
 from connectors.fasit.simulator.world import FasitWorld, group_id
-from connectors.dubu.simulator.serving import NoDelaySimulator
-from connectors.simulation import Faults, FaultConfig, HttpSimulator, fault_middleware
+from connectors.simulation import (
+    FaultConfig,
+    Faults,
+    HttpSimulator,
+    Tokens,
+    bearer,
+    fault_middleware,
+)
 from hub.synthetic.model import Case, Municipality
 
 MAX_SEARCH_PAGE = 250
@@ -42,27 +46,6 @@ class FasitCredentials:
 def _error(status: int, title: str) -> JSONResponse:
     return JSONResponse({"title": title, "status": status}, status_code=status,
                         headers={"X-CorrelationIdentifier": str(uuid.uuid4())})
-
-
-class _Tokens:
-    def __init__(self, faults: Faults):
-        self.faults = faults
-        self._lock = threading.Lock()
-        self._live: dict[str, tuple[float, int]] = {}
-
-    def issue(self) -> str:
-        token = secrets.token_urlsafe(32)
-        with self._lock:
-            self._live[token] = (time.monotonic(), self.faults.token_generation)
-        return token
-
-    def valid(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        with self._lock:
-            issued = self._live.get(header[7:])
-        return issued is not None and issued[1] == self.faults.token_generation and (
-            time.monotonic() - issued[0] < self.faults.config.token_ttl)
 
 
 def _rule_matches(rule: dict[str, Any], cases: list[Case]) -> bool:
@@ -90,20 +73,21 @@ def _rule_matches(rule: dict[str, Any], cases: list[Case]) -> bool:
 def create_app(world: FasitWorld, faults: Faults,
                credentials: FasitCredentials = FasitCredentials()) -> FastAPI:
     app = FastAPI(title="Fasit simulator", docs_url=None, redoc_url=None)
-    fault_middleware(app, faults)
-    tokens = _Tokens(faults)
+    tokens = Tokens(faults, prefix="fasit")
 
-    @app.middleware("http")
-    async def _tenant_and_token(request: Request, call_next: Any) -> Any:
+    def tenant_and_token(request: Request) -> Response | None:
         if request.url.path.startswith("/api/"):
             tenant = request.headers.get("X-Tenant")
             if not tenant:
                 return _error(400, "The X-Tenant header is required")
             if tenant != credentials.tenant:
                 return _error(403, "Unknown tenant")
-            if not tokens.valid(request.headers.get("Authorization")):
+            if not tokens.valid(bearer(request.headers.get("Authorization"))):
                 return _error(401, "Unauthorized")
-        return await call_next(request)
+        return None
+
+    app.add_middleware(RequestGuard, check=tenant_and_token)
+    fault_middleware(app, faults)  # outermost: an outage answers before anything else
 
     @app.post("/connect/token")
     def token(grant_type: str = Form(...), client_id: str = Form(""),
@@ -111,8 +95,8 @@ def create_app(world: FasitWorld, faults: Faults,
         if grant_type != "client_credentials" or (client_id, client_secret) != (
                 credentials.client_id, credentials.client_secret):
             return JSONResponse({"error": "invalid_client"}, status_code=400)
-        return JSONResponse({"access_token": tokens.issue(), "token_type": "Bearer",
-                             "expires_in": int(faults.config.token_ttl)})
+        token, ttl = tokens.issue()
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
 
     @app.post("/api/search")
     async def search(request: Request) -> Response:

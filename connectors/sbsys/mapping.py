@@ -1,0 +1,116 @@
+"""SBSYS cases and journal notes -> canonical events. Pure functions; a case that cannot be
+mapped raises ``MappingError`` with the reason.
+
+SBSYS shows current state only (no feed, no status history), so dedupe keys come from the state:
+``<Nummer>/opened``, ``<Nummer>/status/<status id>``, ``<Nummer>/caseworker/<login>``,
+``<Nummer>/note/<Uuid>``. Reading the same state again stores nothing. A status left and
+returned to between two reads is not seen (documented in docs/connectors/sbsys.md).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime
+
+from connectors import MappingError, event
+from connectors.sbsys import dialect as d
+from hub.domain import cpr as cprs
+from hub.domain import events as ev
+
+SYSTEM = "sbsys"
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _time(value, what: str) -> datetime:
+    if not isinstance(value, str) or not value:
+        raise MappingError(f"{what} is missing")
+    try:
+        return d.parse_local(value)
+    except ValueError:
+        raise MappingError(f"{what} {value!r} is not a timestamp") from None
+
+
+def case_key(sag: dict) -> str:
+    nummer = sag.get("Nummer")
+    if not isinstance(nummer, str) or not nummer:
+        raise MappingError("case has no Nummer")
+    return f"{SYSTEM}:{nummer}"
+
+
+def person_of(sag: dict) -> str:
+    primary = sag.get("PrimaryPart") or {}
+    raw = primary.get("CPRnummer") or primary.get("CprNummer")
+    if not isinstance(raw, str) or not raw:
+        raise MappingError(f"case {sag.get('Nummer')} has no primary party CPR number")
+    cpr = d.cpr_plain(raw)
+    if not cprs.is_valid_form(cpr):
+        raise MappingError(f"case {sag.get('Nummer')}: primary party CPR number is not of "
+                           "valid form")
+    return cpr
+
+
+def case_events(sag: dict, statuses: dict[int, dict], department: str
+                ) -> list[ev.CanonicalEvent]:
+    key = case_key(sag)
+    nummer = key.split(":", 1)[1]
+    person = person_of(sag)
+    opened = _time(sag.get("Opstaaet"), f"case {nummer} Opstaaet")
+    changed = _time(sag.get("SenestAendret"), f"case {nummer} SenestAendret")
+    unit = sag.get("Ansaettelsessted") or {}
+    unit_id = str(unit.get("Id") or "")
+    if not unit_id:
+        raise MappingError(f"case {nummer} has no Ansaettelsessted")
+    status = sag.get("SagsStatus") or {}
+    state = status.get("SagsTilstand") or (statuses.get(status.get("Id")) or {}).get(
+        "SagsTilstand")
+    canonical = d.NAME_TO_STATUS.get(status.get("Navn") or "") or d.STATE_TO_STATUS.get(
+        state or "")
+    if canonical is None:
+        raise MappingError(f"case {nummer} has unknown status {status.get('Navn')!r}")
+    behandler = sag.get("Behandler") or {}
+    login = behandler.get("Brugernavn")
+
+    def mk(suffix: str, at: datetime, payload: ev.Payload) -> ev.CanonicalEvent:
+        return event(SYSTEM, f"{nummer}/{suffix}", "1", at, payload, person=person,
+                     case_key=key, actor=login)
+
+    out = [mk("opened", opened, ev.CaseOpened(
+        department=department, unit_id=unit_id, unit_name=unit.get("Navn") or unit_id,
+        case_type=(sag.get("SagSkabelon") or {}).get("Navn") or "sag", status="open",
+        title=sag.get("SagsTitel")))]
+    if login:
+        out.append(mk(f"caseworker/{login}", opened if changed <= opened else changed,
+                      ev.CaseworkerAssigned(caseworker_id=login,
+                                            caseworker_name=behandler.get("Navn") or login,
+                                            unit_id=str(behandler.get(
+                                                "AnsaettelsesstedIdentity") or unit_id))))
+    if canonical != "open":
+        sid = status.get("Id")
+        out.append(mk(f"status/{sid}", changed, ev.CaseStatusChanged(status=canonical)))
+        if state == "Afsluttet":
+            out.append(mk(f"closed/{sid}", changed, ev.CaseClosed(
+                reason=status.get("SagsStatusKommentar"))))
+        elif state == "Passiv":
+            out.append(mk(f"passivated/{sid}", changed, ev.CasePassivated(
+                reason=status.get("SagsStatusKommentar"))))
+    return out
+
+
+def note_events(sag: dict, notes: list[dict]) -> list[ev.CanonicalEvent]:
+    key = case_key(sag)
+    nummer = key.split(":", 1)[1]
+    person = person_of(sag)
+    out = []
+    for n in notes:
+        uid = n.get("Uuid")
+        if not uid:
+            raise MappingError(f"case {nummer}: a journal note has no Uuid")
+        text = html.unescape(_TAG.sub("", re.sub(r"<br\s*/?>", "\n", n.get("Note") or "")))
+        out.append(event(SYSTEM, f"{nummer}/note/{uid}", "1",
+                         _time(n.get("Oprettet"), f"note {uid} Oprettet"),
+                         ev.CaseActionRecorded(action_id=uid, action_type="journal_note",
+                                               title=n.get("Overskrift"), text=text or None),
+                         person=person, case_key=key,
+                         actor=(n.get("OprettetAf") or {}).get("LogonId")))
+    return out
