@@ -27,7 +27,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

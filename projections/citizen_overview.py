@@ -19,7 +19,7 @@ from hub.domain import events as ev
 from projections import citizen_tables as t
 from projections.base import Projection
 from projections.case_history import utc
-from projections.rows import RowCache, upsert
+from projections.rows import RowCache
 
 PERSON = ("PersonRegistered", "PersonNameChanged", "PersonAddressChanged",
           "PersonRelationChanged", "PersonCivilStatusChanged", "PersonProtectedAddressChanged",
@@ -105,22 +105,14 @@ class CitizenOverviewProjection(Projection):
     # --- batch ------------------------------------------------------------------------------
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
-        chunk: list[ev.CanonicalEvent] = []
-        for e in events:
-            if isinstance(e.payload, ev.PersonIdentifierReplaced):
-                self._apply(chunk, conn)
-                chunk = []
-                self._replace_identifier(e.payload, conn)
-            else:
-                chunk.append(e)
-        self._apply(chunk, conn)
-
-    def _apply(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
         if not events:
             return
         rows = _Rows()
         self._preload(rows, events, conn)
         for e in events:
+            if isinstance(e.payload, ev.PersonIdentifierReplaced):
+                self._replace_identifier(rows, e.payload, conn)
+                continue
             if e.person_key and rows.current(e.person_key) != e.person_key:
                 e = replace(e, person_key=rows.current(e.person_key))
             if e.person_key and rows.persons.get(e.person_key) is None:
@@ -140,6 +132,9 @@ class CitizenOverviewProjection(Projection):
             p = e.payload
             if e.person_key:
                 keys[rows.persons].add(e.person_key)
+            if isinstance(p, ev.PersonIdentifierReplaced):
+                keys[rows.persons].add(self.person_key_of(p.old_identifier))
+                keys[rows.persons].add(self.person_key_of(p.new_identifier))
             if e.case_key and e.event_type in CASE:
                 keys[rows.cases].add(e.case_key)
             if isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
@@ -375,40 +370,54 @@ class CitizenOverviewProjection(Projection):
 
     # --- identifier replaced ----------------------------------------------------------------
 
-    def _replace_identifier(self, p: ev.PersonIdentifierReplaced, conn: sa.Connection) -> None:
-        """Move everything known under the old identifier to the new one (one person)."""
-        old, new = self.person_key_of(p.old_identifier), self.person_key_of(p.new_identifier)
+    def _replace_identifier(self, rows: _Rows, p: ev.PersonIdentifierReplaced,
+                            conn: sa.Connection) -> None:
+        """Move everything known under the old identifier to the new one (one person), in the
+        database and in the batch's rows alike; later events naming the old identifier are
+        filed under the new one (aliases)."""
+        old = rows.current(self.person_key_of(p.old_identifier))
+        new = rows.current(self.person_key_of(p.new_identifier))
         if old == new:
             return
-        persons = {r.person_key: dict(r._mapping) for r in conn.execute(
-            sa.select(t.persons).where(t.persons.c.person_key.in_([old, new])))}
-        if old in persons:
-            conn.execute(t.persons.delete().where(t.persons.c.person_key == old))
-            if new not in persons or not persons[new]["registered"]:
-                merged = persons[old] | {"person_key": new, "cpr": p.new_identifier}
-                upsert(conn, t.persons, [merged])
-        rel = t.relations
-        moved = [dict(r._mapping) for r in conn.execute(
-            sa.select(rel).where(sa.or_(rel.c.person_key == old, rel.c.related_key == old)))]
-        conn.execute(rel.delete().where(rel.c.relation_key.in_([m["relation_key"]
-                                                                for m in moved])))
-        for m in moved:
-            if m["person_key"] == old:
-                m["person_key"] = new
-            if m["related_key"] == old:
-                m.update(related_key=new, related_cpr=p.new_identifier)
-            m["relation_key"] = relation_key(m["person_key"], m["relation"], m["related_key"])
-        upsert(conn, rel, moved)
-        for table in (t.cases, t.grants, t.consents, t.markings, t.pathways):
+        before, now = rows.persons.get(old), rows.persons.get(new)
+        if before is not None:
+            rows.persons.delete(old)
+            if now is None or not now["registered"]:
+                rows.persons.put(before | {"person_key": new, "cpr": p.new_identifier})
+        for cache in (rows.cases, rows.grants, rows.consents, rows.markings, rows.pathways):
+            table = cache.table
             conn.execute(table.update().where(table.c.person_key == old).values(person_key=new))
+            for row in cache.cached():
+                if row["person_key"] == old:
+                    row["person_key"] = new
+        rel = t.relations
+        rows.relations.load(conn, conn.execute(sa.select(rel.c.relation_key).where(
+            sa.or_(rel.c.person_key == old, rel.c.related_key == old))).scalars())
+        for row in rows.relations.cached():
+            if old in (row["person_key"], row["related_key"]):
+                moved = dict(row)
+                if moved["person_key"] == old:
+                    moved["person_key"] = new
+                if moved["related_key"] == old:
+                    moved.update(related_key=new, related_cpr=p.new_identifier)
+                moved["relation_key"] = relation_key(moved["person_key"], moved["relation"],
+                                                     moved["related_key"])
+                rows.relations.delete(row["relation_key"])
+                rows.relations.put(moved)
         pm = t.pathway_members
-        members = [dict(r._mapping) for r in conn.execute(
-            sa.select(pm).where(pm.c.person_key == old))]
-        conn.execute(pm.delete().where(pm.c.person_key == old))
-        upsert(conn, pm, [m | {"person_key": new, "member_key": member_key(m["pathway_id"], new)}
-                          for m in members])
-        conn.execute(t.aliases.update().where(t.aliases.c.new_key == old).values(new_key=new))
-        upsert(conn, t.aliases, [{"old_key": old, "new_key": new}])
+        rows.members.load(conn, conn.execute(sa.select(pm.c.member_key)
+                                             .where(pm.c.person_key == old)).scalars())
+        for row in rows.members.cached():
+            if row["person_key"] == old:
+                rows.members.delete(row["member_key"])
+                rows.members.put(row | {"person_key": new,
+                                        "member_key": member_key(row["pathway_id"], new)})
+        al = t.aliases
+        conn.execute(al.update().where(al.c.new_key == old).values(new_key=new))
+        for row in rows.aliases.cached():
+            if row["new_key"] == old:
+                row["new_key"] = new
+        rows.aliases.put({"old_key": old, "new_key": new})
 
 
 def create(person_key_of: Callable[[str], str]) -> CitizenOverviewProjection:

@@ -195,8 +195,14 @@ def normalize_name(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+_EMPTY: dict[str, dict[str, object]] = {}
+
+
 def new_row(table: sa.Table, **values: object) -> dict[str, object]:
     """A full row (every column present, so bulk upserts share one statement shape)."""
-    row: dict[str, object] = {c.name: None for c in table.columns}
+    empty = _EMPTY.get(table.name)
+    if empty is None:
+        empty = _EMPTY[table.name] = dict.fromkeys(c.name for c in table.columns)
+    row = dict(empty)
     row.update(values)
     return row

@@ -8,21 +8,31 @@ of reading events rather than at the speed of one round trip per event.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-_CHUNK = 500  # keys per IN (...) list
+_CHUNK = 500  # keys per IN (...) list (SQLite)
+_PG_CHUNK = 10000  # keys per = ANY(array) (PostgreSQL)
+_COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE for full rows, in one executemany."""
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE for rows that all have the same keys.
+
+    PostgreSQL: many rows are COPYed into a temporary staging table and merged with one
+    INSERT ... SELECT; few rows (and SQLite) go through one executemany."""
     if not rows:
         return
     dialect = conn.dialect.name
+    if dialect == "postgresql" and len(rows) >= _COPY_MIN:
+        _pg_copy_upsert(conn, table, rows)
+        return
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table)
     elif dialect == "sqlite":
@@ -37,8 +47,55 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]])
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    """Plain INSERT of many rows (COPY on PostgreSQL)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_MIN:
+        _pg_copy(conn, _quote(table), list(rows[0]), table, rows)
+    else:
         conn.execute(table.insert(), list(rows))
+
+
+def _quote(table: sa.Table) -> str:
+    return ".".join(f'"{part}"' for part in ((table.schema,) if table.schema else ())
+                    + (table.name,))
+
+
+def _pg_copy(conn: sa.Connection, target: str, columns: list[str], table: sa.Table,
+             rows: Sequence[dict[str, Any]]) -> None:
+    """COPY rows into ``target`` on the SQLAlchemy connection's own transaction."""
+    json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    cols = ", ".join(f'"{c}"' for c in columns)
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+        if json_cols:
+            for r in rows:
+                copy.write_row([orjson.dumps(r[c]).decode() if c in json_cols and r[c] is not None
+                                else r[c] for c in columns])
+        else:
+            for r in rows:
+                copy.write_row([r[c] for c in columns])
+
+
+def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    pk = [c.name for c in table.primary_key.columns]
+    digest = hashlib.blake2b(repr((table.name, [(c.name, str(c.type)) for c in table.columns]))
+                             .encode(), digest_size=6).hexdigest()
+    stage = f'"_stage_{table.name[:40]}_{digest}"'
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {_quote(table)}"
+                         " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    _pg_copy(conn, stage, columns, table, rows)
+    cols = ", ".join(f'"{c}"' for c in columns)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in pk)
+    keys = ", ".join(f'"{c}"' for c in pk)
+    # the last row wins when a key repeats (as with one executemany)
+    conn.exec_driver_sql(
+        f"INSERT INTO {_quote(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols}"
+        f" FROM (SELECT *, ctid AS _at FROM {stage}) s ORDER BY {keys}, _at DESC"
+        f" ON CONFLICT ({keys}) DO "
+        + (f"UPDATE SET {updates}" if updates else "NOTHING"))
+    conn.exec_driver_sql(f"TRUNCATE {stage}")
 
 
 class RowCache:
@@ -54,16 +111,24 @@ class RowCache:
         # SQLite hands back naive timestamps: make them aware again (UTC, as written).
         self._aware = [c.name for c in table.columns
                        if isinstance(c.type, sa.DateTime) and c.type.timezone]
+        self._select_any = sa.select(table).where(self.key_column == sa.any_(
+            sa.bindparam("keys", type_=postgresql.ARRAY(self.key_column.type))))
 
     def load(self, conn: sa.Connection, keys: Iterable[str]) -> None:
         """Read the rows with these keys (those not read yet) in as few queries as possible."""
         self._conn = conn
-        wanted = [k for k in set(keys) if k not in self._rows]
-        for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i:i + _CHUNK]
+        wanted = sorted({k for k in keys if k not in self._rows})
+        pg = conn.dialect.name == "postgresql"
+        size = _PG_CHUNK if pg else _CHUNK
+        for i in range(0, len(wanted), size):
+            chunk = wanted[i:i + size]
             for k in chunk:
                 self._rows[k] = None
-            for row in conn.execute(sa.select(self.table).where(self.key_column.in_(chunk))):
+            if pg:  # one array parameter: a cached statement, no per-key bind rendering
+                result = conn.execute(self._select_any, {"keys": chunk})
+            else:
+                result = conn.execute(sa.select(self.table).where(self.key_column.in_(chunk)))
+            for row in result:
                 m = dict(row._mapping)
                 for name in self._aware:
                     v = m[name]
@@ -100,6 +165,15 @@ class RowCache:
         upsert(conn, self.table, [r for r in rows if r is not None])
         self._dirty.clear()
         self._deleted.clear()
+
+    def cached(self) -> list[dict[str, Any]]:
+        """The rows in memory (loaded or changed), to rewrite in place."""
+        return [r for r in self._rows.values() if r is not None]
+
+    def touch(self, key: str) -> None:
+        """Mark a row changed in place as dirty."""
+        if self._rows.get(key) is not None:
+            self._dirty.add(key)
 
     def clear(self) -> None:
         self._rows.clear()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,16 @@ positions = sa.Table(
 
 Progress = Callable[[int], None]
 """Called with the number of store positions a batch advanced (for a progress bar)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    events: list[CanonicalEvent]
+    last: int
+    """Position of the last row read (whatever its type)."""
+    full: bool
+    head: int
+    """The store's head just before the read."""
 
 
 class ProjectionError(RuntimeError):
@@ -160,32 +171,49 @@ class ProjectionRunner:
         events read. Call ``prepare`` first (``follow`` and the CLI do)."""
         selected = self.select(names)
         read = 0
-        while True:
-            stored = self.positions()
-            pos = {p.name: stored[p.name][1] if p.name in stored else None for p in selected}
-            if any(v is None for v in pos.values()):
-                raise ProjectionError("projection not prepared: "
-                                      f"{[n for n, v in pos.items() if v is None]}")
-            head = self.store.max_position() if until is None else until
-            lowest = min(pos.values(), default=head)  # type: ignore[type-var]
-            if lowest >= head:
-                return read
-            group = [p for p in selected if pos[p.name] == lowest]
-            topics: tuple[str, ...] = ()
-            if all(p.topics for p in group):
-                topics = tuple(sorted({t for p in group for t in p.topics}))
-            events = self.store.read(after=lowest, limit=self.batch_size, types=topics)
-            if len(events) < self.batch_size:
-                end = head  # everything up to head was committed before we read
-            else:
-                end = events[-1].position or head
-            end = min(end, head)
-            events = [e for e in events if (e.position or 0) <= end]
-            for p in group:
-                self._apply(p, lowest, end, events)
-            read += len(events)
-            if progress:
-                progress(end - lowest)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-read") as pool:
+            ahead: tuple[tuple[int, frozenset[str]], Future[_Batch]] | None = None
+            while True:
+                stored = self.positions()
+                missing = [p.name for p in selected if p.name not in stored]
+                if missing:
+                    raise ProjectionError(f"projection not prepared: {missing}")
+                pos = {p.name: stored[p.name][1] for p in selected}
+                head = self.store.max_position() if until is None else until
+                lowest = min(pos.values())
+                if lowest >= head:
+                    return read
+                group = [p for p in selected if pos[p.name] == lowest]
+                topics = frozenset() if not all(p.topics for p in group) else frozenset(
+                    t for p in group for t in p.topics)
+                if ahead is not None and ahead[0] == (lowest, topics):
+                    batch = ahead[1].result()
+                else:
+                    batch = self._read(lowest, topics)
+                ahead = None
+                if batch.full and (until is None or batch.last < until):
+                    # decrypt and decode the next batch while this one is written
+                    ahead = ((batch.last, topics), pool.submit(self._read, batch.last, topics))
+                end = batch.last if batch.full else max(batch.head, batch.last)
+                if until is not None:
+                    end = min(end, until)
+                events = [e for e in batch.events if (e.position or 0) <= end]
+                for p in group:
+                    self._apply(p, lowest, end, events)
+                read += len(events)
+                if progress:
+                    progress(end - lowest)
+
+    def _read(self, after: int, topics: frozenset[str]) -> _Batch:
+        """The next rows after ``after``; only those of ``topics`` are decrypted and decoded.
+
+        Rows are read unfiltered by the global-position index (a topic filter in SQL makes
+        PostgreSQL scan every later row for each batch) and filtered on their clear topic."""
+        head = self.store.max_position()  # everything up to here is committed and readable
+        rows = self.store.recorder.rows_after(after, self.batch_size)
+        events = [self.store.from_row(r) for r in rows if not topics or r.topic in topics]
+        last = rows[-1].position if rows else after
+        return _Batch(events, last, len(rows) >= self.batch_size, head)
 
     def _apply(self, p: Projection, expected: int, end: int,
                events: Sequence[CanonicalEvent]) -> None:

@@ -8,6 +8,7 @@ XSD raises ``MalformedReply`` (both carry the raw reply, for a dead letter).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -15,8 +16,13 @@ from typing import Any
 import requests
 import zeep
 from lxml import etree
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity import wait_exponential_jitter
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 from zeep.transports import Transport
 
 from connectors.cpr import soap
@@ -104,6 +110,7 @@ class CprClient:
         self._response_element = self.zeep.get_element(f"{_N}PersonLookupResponse")
         self._schema = etree.XMLSchema(etree.parse(str(soap.XSD_FILE)))
         self.requests = 0
+        self._count_lock = threading.Lock()
 
     def close(self) -> None:
         self.session.close()
@@ -134,7 +141,8 @@ class CprClient:
         raise AssertionError("unreachable")
 
     def _lookup_once(self, pnr: str) -> PersonRecord:
-        self.requests += 1
+        with self._count_lock:
+            self.requests += 1
         try:
             with self.zeep.settings(raw_response=True):
                 reply = self.service.PersonLookup(InvocationContext=self._context(), PNR=pnr)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from connectors.cpr import mapping
@@ -29,6 +30,7 @@ from connectors.cpr.client import (
     InvocationContext,
     MalformedReply,
     PersonNotFound,
+    PersonRecord,
 )
 from connectors.http import RetryPolicy
 from hub.config import ConfigError, Settings
@@ -56,13 +58,16 @@ class CprConnector(Connector):
 
     def __init__(self, client: CprClient, store: EventStore | Callable[[], EventStore], *,
                  batch_size: int = 100, refresh_hours: float = 24.0,
-                 follow_relations: bool = True, now: Callable[[], datetime] = _utcnow):
+                 follow_relations: bool = True, concurrency: int = 4,
+                 now: Callable[[], datetime] = _utcnow):
         self.client = client
         self._store = store if isinstance(store, EventStore) else None
         self._open_store = None if isinstance(store, EventStore) else store
         self.batch_size = batch_size
         self.refresh_interval = timedelta(hours=refresh_hours)
         self.follow_relations = follow_relations
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
         self.now = now
 
     @property
@@ -83,6 +88,9 @@ class CprConnector(Connector):
         return [PersonsStream(self), RefreshStream(self)]
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.client.close()
         if self._open_store is not None and self._store is not None:
             self._store.close()
@@ -92,36 +100,54 @@ class CprConnector(Connector):
 
     def lookup_batch(self, pnrs: list[str], seen: set[str], cursor: str, *,
                      follow: bool) -> Batch:
-        """Look each person up and diff; with ``follow``, their related persons too."""
+        """Look each person up and diff; with ``follow``, their related persons too.
+
+        The calls of one wave run ``concurrency`` at a time; folding and diffing against the
+        store stay in this thread."""
         events: list[ev.CanonicalEvent] = []
         dead: list[DeadLetter] = []
-        queue = list(pnrs)
-        while queue:
-            pnr = queue.pop(0)
-            found = self._lookup(pnr, events, dead)
-            if found and follow:
-                for _, other in found.relations:
+        wave = list(pnrs)
+        while wave:
+            next_wave: list[str] = []
+            for pnr, outcome in zip(wave, self._fetch_all(wave), strict=True):
+                record = self._apply(pnr, outcome, events, dead)
+                if record is None or not follow:
+                    continue
+                for _, other in record.relations:
                     if other not in seen and lookupable(other):
                         seen.add(other)
-                        queue.append(other)
+                        next_wave.append(other)
+            wave = next_wave
         if dead:
             log.warning("cpr lookups dead-lettered", count=len(dead))
         return Batch(events=events, dead_letters=dead, cursor=cursor)
 
-    def _lookup(self, pnr: str, events: list, dead: list):
-        person_key = self.store.person_key(pnr)
+    def _fetch(self, pnr: str) -> PersonRecord | PersonNotFound | MalformedReply:
         try:
-            record = self.client.lookup(pnr)
+            return self.client.lookup(pnr)
         except (PersonNotFound, MalformedReply) as exc:
+            return exc
+
+    def _fetch_all(self, pnrs: list[str]) -> list:
+        if self.concurrency <= 1 or len(pnrs) <= 1:
+            return [self._fetch(p) for p in pnrs]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cpr-lookup")
+        return list(self._pool.map(self._fetch, pnrs))  # re-raises SourceUnavailable & co.
+
+    def _apply(self, pnr: str, outcome, events: list, dead: list) -> PersonRecord | None:
+        person_key = self.store.person_key(pnr)
+        if isinstance(outcome, PersonNotFound | MalformedReply):
             # The number is inside the sealed raw record, never in the reason or the record id.
-            raw = json.dumps({"pnr": pnr, "reply": exc.raw.decode("utf-8", "replace")}).encode()
-            dead.append(DeadLetter(source_system=self.name, reason=str(exc), raw=raw,
+            raw = json.dumps({"pnr": pnr,
+                              "reply": outcome.raw.decode("utf-8", "replace")}).encode()
+            dead.append(DeadLetter(source_system=self.name, reason=str(outcome), raw=raw,
                                    source_record_id=f"{person_key}/lookup"))
             return None
         known = mapping.fold(self.store.person_stream(person_key), self.name)
-        events.extend(mapping.diff(known, record, person_key=person_key,
+        events.extend(mapping.diff(known, outcome, person_key=person_key,
                                    pseudonym=self.store.person_key, now=self.now()))
-        return record
+        return outcome
 
 
 class PersonsStream(Stream):
@@ -219,7 +245,7 @@ def from_settings(settings: Settings, store: EventStore | None = None) -> CprCon
 
     return CprConnector(
         client, store if store is not None else (lambda: open_store(settings)),
-        batch_size=int(get("batch_size", 100)),
+        batch_size=int(get("batch_size", 100)), concurrency=int(get("concurrency", 4)),
         refresh_hours=float(get("refresh_hours", 24)),
         follow_relations=str(get("follow_relations", "true")).lower() not in
         ("0", "false", "no", "off"))

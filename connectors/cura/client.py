@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from connectors.http import Auth, HttpClient, PageRequest, PasswordGrant, send_login
 from connectors.cura import fhir
+from connectors.http import Auth, HttpClient, PageRequest, PasswordGrant, send_login
 from hub.ingest.connector import SourceUnavailable
 
 

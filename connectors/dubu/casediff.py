@@ -96,11 +96,16 @@ class KnownCases:
         self.position = 0
         self.cases: dict[str, CaseState] = {}
 
-    def catch_up(self) -> None:
-        for e in self.store.iter_events(after=self.position, types=CASE_EVENT_TYPES):
-            self.position = e.position or self.position
-            if e.source_system == self.source_system and e.case_key:
-                self.apply(e)
+    def catch_up(self, batch_size: int = 5000) -> None:
+        # Rows carry source system and case key in clear: only this system's are decrypted.
+        while True:
+            rows = self.store.recorder.rows_after(self.position, batch_size, CASE_EVENT_TYPES)
+            if not rows:
+                return
+            for row in rows:
+                if row.source_system == self.source_system and row.case_key:
+                    self.apply(self.store.from_row(row))
+            self.position = rows[-1].position
 
     def apply(self, e: ev.CanonicalEvent) -> None:
         s = self.cases.setdefault(e.case_key or "", CaseState())

@@ -36,6 +36,10 @@ class KafkaSimulator:
         self.broker: Broker | None = None
         self._secret = secrets.token_bytes(32)
 
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.broker.bootstrap}" if self.broker else ""
+
     def events(self) -> list[ev.CanonicalEvent]:
         m = self.municipality
         return [e for c in m.consents for e in consent_events(c, m.as_of)]
@@ -57,15 +61,17 @@ class KafkaSimulator:
         publisher = OutboxPublisher(
             KafkaConfig(bootstrap_servers=self.broker.bootstrap, topic=self.topic),
             include_person=True, pseudonymize=self._key)
-        n = 0
+        good, n = [], 0
         try:
             for e in events:
-                if self.faults.malformed(f"{e.source_record_id}/{e.source_version}"):
-                    publisher.send_raw(f"\x00poison:{e.source_record_id}/{e.source_version}".encode(),
+                n += 1
+                record_id = f"{e.source_record_id}/{e.source_version}"
+                if self.faults.malformed(record_id):
+                    publisher.send_raw(f"\x00poison:{record_id}".encode(),
                                        partition=n % self.partitions)
                 else:
-                    publisher.publish([e])
-                n += 1
+                    good.append(e)
+            publisher.publish(good)
         finally:
             publisher.close()
         return n

@@ -127,9 +127,10 @@ class OidcClient:
 
     def _key_for(self, token: str, refresh: bool = False) -> jwt.PyJWK:
         kid = jwt.get_unverified_header(token).get("kid")
+        jwks_uri = self.metadata()["jwks_uri"]
         with self._lock:
             if self._jwks is None or refresh:
-                self._jwks = self._get_json(self.metadata()["jwks_uri"])
+                self._jwks = self._get_json(jwks_uri)
             keys = self._jwks.get("keys", [])
         for k in keys:
             if kid is None or k.get("kid") == kid:

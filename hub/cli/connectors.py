@@ -55,7 +55,7 @@ def run(
             typer.echo(f"metrics on http://127.0.0.1:{metrics_port}/metrics", err=True)
         runner = ConnectorRunner(hub.store, connectors,
                                  status=StatusStore(hub.settings.effective_readmodel_url),
-                                 metrics=metrics)
+                                 metrics=metrics, **runner_options(hub.settings))
         try:
             if once:
                 report = runner.run_once()
@@ -85,6 +85,19 @@ def run(
             runner.close()
     finally:
         hub.close()
+
+
+def runner_options(settings) -> dict:
+    """``RUNNER_RETRY_ATTEMPTS``, ``RUNNER_RETRY_INITIAL``, ``RUNNER_RETRY_MAX``,
+    ``RUNNER_BREAKER_THRESHOLD``, ``RUNNER_BREAKER_COOLDOWN`` (or ``[components.runner]``)."""
+    from connectors.http import RetryPolicy
+
+    c = settings.component
+    return {"retry": RetryPolicy(attempts=int(c("runner", "retry_attempts", 3)),
+                                 initial=float(c("runner", "retry_initial", 1.0)),
+                                 maximum=float(c("runner", "retry_max", 30.0))),
+            "breaker_threshold": int(c("runner", "breaker_threshold", 3)),
+            "breaker_cooldown": float(c("runner", "breaker_cooldown", 60.0))}
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Machine-readable output"),

@@ -42,11 +42,31 @@ def follow_projections(hub: Hub, stop: threading.Event, *, interval: float = 0.5
     return thread
 
 
+def run_server(hub: Hub, *, host: str = "127.0.0.1", port: int = 8080,
+               demo_users: bool = False, projections: bool = True) -> None:
+    """Serve ``hub`` until interrupted (the demo calls this too). The caller closes the hub."""
+    import uvicorn
+
+    from hub.api.app import create_app
+
+    api = create_app(hub, demo_users=demo_users)  # ConfigError: the caller reports it
+    stop = threading.Event()
+    thread = follow_projections(hub, stop) if projections else None
+    typer.echo(f"Glasplade serves the dashboard at http://{host}:{port}/ "
+               f"(API: http://{host}:{port}/api/docs)")
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=10)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
-        port: int = typer.Option(8080, help="Port (0: any free port)"),
+        port: int = typer.Option(8080, help="Port"),
         demo_users: bool = typer.Option(False, "--demo-users",
                                         help="Development login with the demo municipality's "
                                              "users (hub/api/demo_users.toml)"),
@@ -56,25 +76,13 @@ def register(app: typer.Typer) -> None:
         store: str = typer.Option(None, "--store", envvar="GLASPLADE_STORE_URL",
                                   help="sqlite:///path.db or postgresql://user@host:port/db"),
     ) -> None:
-        """Serve the HTTP API (/api/v1, OpenAPI at /api/docs) and the dashboard."""
-        import uvicorn
-
-        from hub.api.app import create_app
-
+        """Serve the HTTP API (/api/v1, OpenAPI at /api/docs) and the Danish dashboard."""
         hub = build_hub(store)
-        stop = threading.Event()
         try:
-            try:
-                api = create_app(hub, demo_users=demo_users)
-            except ConfigError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(1) from None
-            thread = follow_projections(hub, stop) if projections else None
-            typer.echo(f"Glasplade serves the dashboard at http://{host}:{port}/ "
-                       f"(API: http://{host}:{port}/api/docs)")
-            uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+            run_server(hub, host=host, port=port, demo_users=demo_users,
+                       projections=projections)
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         finally:
-            stop.set()
-            if projections and thread is not None:
-                thread.join(timeout=10)
             hub.close()

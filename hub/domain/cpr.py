@@ -79,9 +79,10 @@ def synthetic_cpr(born: date, serial: int, *, substitute: bool = False) -> str:
         raise ValueError("synthetic numbers cover birth years 1900-2036")
     day = born.day + (60 if substitute else 0)
     prefix = f"{day:02d}{born.month:02d}{yy:02d}"
-    for step in range(4000):
-        s = (serial + step) % 4000
-        cd = digits[s // 1000 % len(digits)]
+    space = 1000 * len(digits)  # distinct serials for this birth date and century
+    for step in range(space):
+        s = (serial + step) % space
+        cd = digits[s // 1000]
         candidate = f"{prefix}{cd}{s % 1000:03d}"
         if not passes_modulus_11(candidate):
             return candidate

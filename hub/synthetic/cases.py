@@ -106,16 +106,16 @@ class CaseBuilder:
         case.legal_bases = legal_bases(s, ep.start, end or today)
         case.law, case.paragraph = case.legal_bases[-1].law, case.legal_bases[-1].paragraph
         case.status_history = [StatusChange("open", opened_at)]
-        self._caseworkers(case, ep, today)
+        self.assign_caseworkers(case, ep, today)
         stop = min(end or today, today)
         decided = None
         if s.grant_kind != "none":
             applied = ep.start
             decided = min(applied + timedelta(days=rng.randint(*s.decision_days)), stop)
-            self._grants(case, s, applied, decided, end, today, hours)
-            self._action(case, "application", at(applied, rng), "Ansøgning modtaget",
+            self.add_grants(case, s, applied, decided, end, today, hours)
+            self.add_action(case, "application", at(applied, rng), "Ansøgning modtaget",
                          subtype=s.case_type)
-            self._action(case, "decision", at(decided, rng), "Afgørelse: bevilget",
+            self.add_action(case, "decision", at(decided, rng), "Afgørelse: bevilget",
                          subtype="bevilling")
             if decided < stop:
                 case.status_history.append(StatusChange("active", at(decided, rng)))
@@ -127,7 +127,7 @@ class CaseBuilder:
                 closed = at(end, rng)
                 case.status_history.append(StatusChange("closed", closed))
                 case.closed_at = closed
-                self._action(case, "journal_note", closed, "Sagen afsluttet",
+                self.add_action(case, "journal_note", closed, "Sagen afsluttet",
                              subtype="afslutning")
         case.actions.sort(key=lambda a: a.occurred_at)
         case.status_history.sort(key=lambda c: c.at)
@@ -136,7 +136,7 @@ class CaseBuilder:
                               + [case.status_history[-1].at])
         return case
 
-    def _caseworkers(self, case: Case, ep: Episode, today: date) -> None:
+    def assign_caseworkers(self, case: Case, ep: Episode, today: date) -> None:
         pool = self.by_unit[case.unit_id]
         first = self.rng.choice(pool)
         case.caseworker_history = [CaseworkerChange(first, case.opened_at)]
@@ -155,7 +155,7 @@ class CaseBuilder:
                 current = ch.caseworker_id
         return current
 
-    def _grants(self, case: Case, s: Service, applied: date, decided: date, end: date | None,
+    def add_grants(self, case: Case, s: Service, applied: date, decided: date, end: date | None,
                 today: date, hours: tuple[float, float] | None) -> None:
         rng = self.rng
         periods = [(decided, end)]
@@ -182,7 +182,7 @@ class CaseBuilder:
                 g.ended_reason = "ophørt" if i == len(periods) - 1 else "afløst af ny bevilling"
             case.grants.append(g)
 
-    def _action(self, case: Case, action_type: str, when: datetime, title: str,
+    def add_action(self, case: Case, action_type: str, when: datetime, title: str,
                 subtype: str | None = None, text: str | None = None) -> None:
         if when.date() < HISTORY_FROM:
             return
@@ -201,7 +201,7 @@ class CaseBuilder:
                     held = due + (timedelta(days=rng.randint(7, 42)) if rng.random() < c.late
                                   else timedelta(days=rng.randint(-3, 3)))
                     if held <= stop:
-                        self._action(case, "follow_up", at(held, rng), "Opfølgning",
+                        self.add_action(case, "follow_up", at(held, rng), "Opfølgning",
                                      subtype=f"opfølgning {n + 1}")
                 n += 1
                 step = c.every_days if (due - start).days < 365 else c.later_days
@@ -217,18 +217,18 @@ class CaseBuilder:
                 if s.key in ("placement", "preventive") and kind == "meeting":
                     title, sub = rng.choice((("Børnesamtale", "børnesamtale"),
                                              ("Netværksmøde", "netværksmøde")))
-                self._action(case, kind, at(d, rng), title, subtype=sub)
+                self.add_action(case, kind, at(d, rng), title, subtype=sub)
         if s.key == "sickness_benefit" and (stop - start).days >= 154:
-            self._action(case, "follow_up", at(start + timedelta(days=154), rng),
+            self.add_action(case, "follow_up", at(start + timedelta(days=154), rng),
                          "Revurdering efter 22 uger", subtype="revurdering")
         if s.key in ("sel107", "sel108") and decided is not None:
-            self._action(case, "decision", at(decided + timedelta(days=rng.randint(0, 30)), rng),
+            self.add_action(case, "decision", at(decided + timedelta(days=rng.randint(0, 30)), rng),
                          "Handleplan", subtype="handleplan § 141")
         if s.key == "notification":
             src = rng.choice(("skole", "daginstitution", "politi", "sundhedspleje", "anonym"))
-            self._action(case, "notification", case.opened_at, "Underretning modtaget",
+            self.add_action(case, "notification", case.opened_at, "Underretning modtaget",
                          subtype=src)
-            self._action(case, "follow_up", case.opened_at + timedelta(hours=rng.randint(2, 23)),
+            self.add_action(case, "follow_up", case.opened_at + timedelta(hours=rng.randint(2, 23)),
                          "Vurdering inden 24 timer", subtype="24-timers vurdering")
 
 

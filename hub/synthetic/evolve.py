@@ -108,7 +108,7 @@ class _Sim:
             case.legal_bases = legal_bases(s, today, today)
             case.law, case.paragraph = case.legal_bases[-1].law, case.legal_bases[-1].paragraph
             case.status_history = [StatusChange("open", when)]
-            self.builder._caseworkers(case, Episode(person, s, today, None), today)
+            self.builder.assign_caseworkers(case, Episode(person, s, today, None), today)
             case.actions.append(CaseAction(self.builder.action_id(case), "application", when,
                                            "Ansøgning modtaget", s.case_type, None,
                                            case.caseworker_id))
@@ -117,11 +117,11 @@ class _Sim:
             self.active.append(case)
             self.changes.append(Change("case_opened", when, case.case_key, case.person))
 
-    def _eligible(self, age: tuple[int, int], today) -> Person | None:
-        for _ in range(30):
+    def _eligible(self, age: tuple[int, int], today, sex: str | None = None) -> Person | None:
+        for _ in range(60):
             p = self.rng.choice(self.m.persons)
             years = (today - p.birth_date).days // 365
-            if age[0] <= years <= age[1] and p.died_on is None:
+            if age[0] <= years <= age[1] and p.died_on is None and sex in (None, p.sex):
                 return p
         return None
 
@@ -137,7 +137,7 @@ class _Sim:
                 continue
             when = max(due, self.start)
             if s.grant_kind != "none":
-                self.builder._grants(c, s, c.opened_at.date(), when.date(), None, when.date(),
+                self.builder.add_grants(c, s, c.opened_at.date(), when.date(), None, when.date(),
                                      None)
                 self.changes.append(Change("grant_awarded", when, c.case_key, c.person,
                                            c.grants[-1].grant_id))
@@ -206,8 +206,8 @@ class _Sim:
         pop.used = set(self.people)
         for _ in range(n):
             when = self.when()
-            mother = self._eligible((20, 45), when.date())
-            if mother is None or mother.sex != "K":
+            mother = self._eligible((20, 45), when.date(), sex="K")
+            if mother is None:
                 continue
             hh = next(h for h in self.m.households if h.household_id == mother.household_id)
             sex = self.rng.choice("KM")

@@ -175,7 +175,7 @@ def _mirrors(pop: Population, b: CaseBuilder, today: date) -> None:
         days = (last - opened).days
         for _ in range(min(20, rounded(max(0, days) / 182, rng))):
             when = opened + timedelta(days=rng.randrange(max(1, days)))
-            b._action(mc, "journal_note", when, "Dokument journaliseret", subtype="dokument")
+            b.add_action(mc, "journal_note", when, "Dokument journaliseret", subtype="dokument")
         if ended is not None and rng.random() >= 0.3:  # 30 % left open in SBSYS
             closed = ended + timedelta(days=rng.randint(7, 60))
             if closed.date() <= today:

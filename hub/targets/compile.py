@@ -1,9 +1,8 @@
 """Rules compiled to SQL over the target-group fact tables: one query per rule, the same on SQLite
-and PostgreSQL (SQLAlchemy Core). Each query yields rows (subject, group_key, item):
-
-- ``item`` NULL: ``subject`` is a member of ``group_key`` (household rules only);
-- ``subject`` NULL: ``item`` is evidence for the whole group (household rules only);
-- otherwise: ``subject`` matches and ``item`` is one piece of its evidence.
+and PostgreSQL (SQLAlchemy Core). Each query yields rows (subjects, group_key, items, ...): ``subjects`` and every ``items``
+column are newline-separated lists aggregated in SQL (``string_agg`` / ``group_concat``), so a
+rule returns about one row per match rather than one per piece of evidence. Every subject of a
+row matches with the union of the row's items as evidence (rows of the same subject add up).
 
 Date cut-offs are computed in Python (``hub.domain.rules``) and bound as parameters, so there is
 no dialect-specific date arithmetic, and the reference evaluator uses the very same cut-offs.
@@ -20,6 +19,7 @@ from hub.domain import rules as r
 
 Tables = dict[str, sa.Table]
 _NULL = sa.cast(sa.null(), sa.String)
+SEP = "\n"  # separates aggregated subjects and evidence items (never inside a key)
 
 
 def _lit(text: str) -> sa.ColumnElement[str]:
@@ -63,33 +63,30 @@ def compile_rule(rule: r.Rule, t: Tables, as_of: date) -> sa.Select | sa.Compoun
     return _COMPILERS[rule.kind](rule, t, as_of)
 
 
+def _agg(expr: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    return sa.func.aggregate_strings(expr, SEP)
+
+
 def _multi_department(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
-    w = _active_cases(t, rule.departments).cte("w")
-    q = (sa.select(w.c.person_key).group_by(w.c.person_key)
-         .having(sa.func.count(sa.distinct(w.c.department)) >= rule.min_departments)).cte("q")
-    return (sa.select(w.c.person_key.label("subject"), w.c.person_key.label("group_key"),
-                      (_lit("case:") + w.c.case_key).label("item"))
-            .join(q, q.c.person_key == w.c.person_key)
-            .where(_consent(t, rule, w.c.person_key, as_of)))
+    c = t["cases"]
+    q = (sa.select(c.c.person_key, c.c.person_key, _agg(_lit("case:") + c.c.case_key))
+         .where(c.c.active == sa.true(), _consent(t, rule, c.c.person_key, as_of))
+         .group_by(c.c.person_key)
+         .having(sa.func.count(sa.distinct(c.c.department)) >= rule.min_departments))
+    return q.where(c.c.department.in_(rule.departments)) if rule.departments else q
 
 
 def _same_paragraph(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
     g = t["grants"]
-    active = _active_grant(g, rule, as_of)
-    q = (sa.select(g.c.person_key, g.c.law, g.c.paragraph).where(active)
-         .group_by(g.c.person_key, g.c.law, g.c.paragraph)
-         .having(sa.func.count(sa.distinct(g.c.granting_unit_id)) >= rule.min_units)).cte("q")
-    return (sa.select(g.c.person_key.label("subject"), g.c.person_key.label("group_key"),
-                      (_lit("grant:") + g.c.grant_id).label("item"))
-            .join(q, sa.and_(q.c.person_key == g.c.person_key, q.c.law == g.c.law,
-                             q.c.paragraph == g.c.paragraph))
-            .where(active, _consent(t, rule, g.c.person_key, as_of)))
+    return (sa.select(g.c.person_key, g.c.person_key, _agg(_lit("grant:") + g.c.grant_id))
+            .where(_active_grant(g, rule, as_of), _consent(t, rule, g.c.person_key, as_of))
+            .group_by(g.c.person_key, g.c.law, g.c.paragraph)
+            .having(sa.func.count(sa.distinct(g.c.granting_unit_id)) >= rule.min_units))
 
 
 def _long_benefit(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
     g = t["grants"]
-    return (sa.select(g.c.person_key.label("subject"), g.c.person_key.label("group_key"),
-                      (_lit("grant:") + g.c.grant_id).label("item"))
+    return (sa.select(g.c.person_key, g.c.person_key, _lit("grant:") + g.c.grant_id)
             .where(_active_grant(g, rule, as_of),
                    g.c.valid_from < r.long_benefit_cutoff(rule, as_of),
                    _consent(t, rule, g.c.person_key, as_of)))
@@ -120,7 +117,7 @@ def _age_milestone(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
     return sa.union_all(*parts)
 
 
-def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
+def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
     rel = t["relations"]
     w = _active_cases(t, rule.departments).cte("w")
     anchors = sa.select(w.c.person_key).where(
@@ -132,39 +129,31 @@ def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
     members = sa.union_all(
         sa.select(anchors.c.person_key.label("anchor"), anchors.c.person_key.label("member"),
                   _NULL.label("relation")),
-        linked).cte("members")
-    covering = (sa.select(members.c.anchor).join(w, w.c.person_key == members.c.member)
-                .group_by(members.c.anchor)
-                .having(sa.func.count(sa.distinct(w.c.department)) == len(rule.departments))
-                .where(_consent(t, rule, members.c.anchor, as_of))).cte("covering")
-    group = _lit("family:") + members.c.anchor
-    cases = (sa.select(members.c.anchor, group, _lit("case:") + w.c.case_key)
-             .join(w, w.c.person_key == members.c.member)
-             .join(covering, covering.c.anchor == members.c.anchor))
-    relations = (sa.select(members.c.anchor, group, _lit("relation:") + members.c.relation
-                           + _lit(":") + members.c.member)
-                 .join(covering, covering.c.anchor == members.c.anchor)
-                 .where(members.c.relation.is_not(None),
-                        sa.exists().where(w.c.person_key == members.c.member)))
-    return sa.union_all(cases, relations)
+        linked).subquery("members")
+    relation_item = sa.case((members.c.relation.is_not(None),
+                             _lit("relation:") + members.c.relation + _lit(":")
+                             + members.c.member), else_=_NULL)
+    return (sa.select(members.c.anchor, _lit("family:") + members.c.anchor,
+                      _agg(_lit("case:") + w.c.case_key), _agg(relation_item))
+            .join(w, w.c.person_key == members.c.member)
+            .where(_consent(t, rule, members.c.anchor, as_of))
+            .group_by(members.c.anchor)
+            .having(sa.func.count(sa.distinct(w.c.department)) == len(rule.departments)))
 
 
-def _household(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
+def _household(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
     p = t["persons"]
     w = _active_cases(t, rule.departments).subquery("w")
-    hw = (sa.select(p.c.household_key, p.c.person_key, w.c.department, w.c.case_key)
-          .join(w, w.c.person_key == p.c.person_key)
-          .where(p.c.household_key.is_not(None))).cte("hw")
-    qual = (sa.select(hw.c.household_key).group_by(hw.c.household_key)
-            .having(sa.func.count(sa.distinct(hw.c.department)) == len(rule.departments))
-            ).cte("qual")
-    group = _lit("household:") + hw.c.household_key
-    subjects = (sa.select(hw.c.person_key, group, _NULL)
-                .join(qual, qual.c.household_key == hw.c.household_key)
-                .where(_consent(t, rule, hw.c.person_key, as_of)))
-    evidence = (sa.select(_NULL, group, _lit("case:") + hw.c.case_key)
-                .join(qual, qual.c.household_key == hw.c.household_key))
-    return sa.union_all(subjects, evidence)
+    subject = p.c.person_key
+    if rule.consent is not None:
+        subject = sa.case((_consent(t, rule, p.c.person_key, as_of), p.c.person_key),
+                          else_=_NULL)
+    return (sa.select(_agg(subject), _lit("household:") + p.c.household_key,
+                      _agg(_lit("case:") + w.c.case_key))
+            .join(w, w.c.person_key == p.c.person_key)
+            .where(p.c.household_key.is_not(None))
+            .group_by(p.c.household_key)
+            .having(sa.func.count(sa.distinct(w.c.department)) == len(rule.departments)))
 
 
 _COMPILERS = {
@@ -176,17 +165,14 @@ _COMPILERS = {
 
 def run_rule(conn: sa.Connection, rule: r.Rule, t: Tables, as_of: date) -> set[r.Match]:
     """The rule's matches now, each with its evidence (one query)."""
-    subjects: dict[str, str] = {}
+    groups: dict[str, str] = {}
     evidence: dict[str, set[str]] = defaultdict(set)
-    group_evidence: dict[str, set[str]] = defaultdict(set)
-    for subject, group_key, item in conn.execute(compile_rule(rule, t, as_of)):
-        if item is None:
-            subjects[subject] = group_key
-        elif subject is None:
-            group_evidence[group_key].add(item)
-        else:
-            subjects[subject] = group_key
-            evidence[subject].add(item)
-    return {r.Match(rule.rule_id, rule.version, s, g,
-                    tuple(sorted(evidence[s] | group_evidence[g])))
-            for s, g in subjects.items()}
+    for subjects, group_key, *items in conn.execute(compile_rule(rule, t, as_of)):
+        if not subjects:
+            continue
+        found = {x for column in items if column for x in column.split(SEP)}
+        for s in subjects.split(SEP):
+            groups[s] = group_key
+            evidence[s] |= found
+    return {r.Match(rule.rule_id, rule.version, s, g, tuple(sorted(evidence[s])))
+            for s, g in groups.items()}

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub.api.app import create_app
-from hub.api.oidc import OidcClient, OidcConfig
+from hub.api.oidc import OidcClient, OidcConfig, OidcError, pkce_pair
 from tests.api.conftest import api_config
 from tests.api.oidc_provider import Provider, running
 
@@ -77,9 +77,6 @@ def test_wrong_nonce_is_refused(hub, world):
     with running(Provider()) as provider:
         oidc = OidcClient(OidcConfig(provider.issuer, provider.client_id, provider.client_secret,
                                      "http://testserver/auth/callback"))
-        url = oidc.authorization_url("st", "right-nonce", "x" * 43)
-        # PKCE: the provider checks the verifier against the challenge, so use a real pair.
-        from hub.api.oidc import OidcError, pkce_pair
         verifier, challenge = pkce_pair()
         url = oidc.authorization_url("st", "right-nonce", challenge)
         code = parse_qs(urlsplit(httpx.get(url).headers["location"]).query)["code"][0]

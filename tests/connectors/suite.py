@@ -15,7 +15,6 @@ set in the environment, exactly as an operator points it at a real system.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest

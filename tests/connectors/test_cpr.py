@@ -152,7 +152,7 @@ def test_changes_in_the_register_become_events_once(sim, store, muni):
     assert run(store, c).error is None
     parent = sorted({x.person for x in muni.cases})[0]
     newborn = replace(muni.persons[-1], cpr=synthetic_cpr(date(2026, 1, 5), 11))
-    sim.register.persons[newborn.cpr] = newborn
+    sim.register.add(newborn)
     sim.register.move(parent, ev.Address("Nyvej", "7", "9990", "Glasby", floor="2", door="tv"))
     sim.register.rename(parent, "Test", "Nytnavn")
     sim.register.protect(parent)

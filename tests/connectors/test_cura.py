@@ -46,7 +46,6 @@ class TestCura(ConnectorSuite):
 
     def test_three_step_login_headers(self, connect, simulator):
         client = connect().client
-        client.check = None
         headers = client.auth.headers(client.http)
         assert headers["Authorization"].startswith("Bearer ")
         assert headers["CuraSessionToken"].startswith("Bearer ")

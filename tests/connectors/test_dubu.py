@@ -50,8 +50,11 @@ class TestDubu(ConnectorSuite):
     def _same_store(self, request, monkeypatch):
         """The registry's factory gets only Settings; the connector diffs against the store at
         GLASPLADE_STORE_URL, so point that at the test's store (as ``glasplade run`` does)."""
-        if "store_url" in request.fixturenames:
-            monkeypatch.setenv("GLASPLADE_STORE_URL", request.getfixturevalue("store_url"))
+        for name in ("store_url", "sqlite_url"):  # ``one_store`` is on ``sqlite_url``
+            if name in request.fixturenames:
+                monkeypatch.setenv("GLASPLADE_STORE_URL", request.getfixturevalue(name))
+                return
+        monkeypatch.setenv("GLASPLADE_STORE_URL", "sqlite:///:memory:")  # no store in use
 
     def expected_counts(self, municipality):
         return dubu_expected(municipality)
@@ -209,3 +212,22 @@ class TestDubu(ConnectorSuite):
         monkeypatch.delenv("DUBU_PASSWORD")
         monkeypatch.setenv("DUBU_PASSWORD_FILE", str(secret))
         connect().check()
+
+
+# --- the simulator's OData query options (no server needed) -------------------------------
+
+def test_odata_filter_grammar():
+    from connectors.dubu.simulator.odata import ODataError, parse_expand, parse_filter
+    rec = {"id": 7, "status": {"brugervendtNoegle": "SagStatus2"}, "titel": "Bo's sag"}
+    assert parse_filter("status/brugervendtNoegle eq 'SagStatus2' and id gt 5")(rec)
+    assert not parse_filter("not (id ge 7 or titel eq 'x')")(rec)
+    assert parse_filter("startswith(titel,'Bo''s')")(rec)
+    assert parse_filter("afdeling/orgEnhedId eq null")(rec)
+    for bad in ("id eq", "id like 3", "(id eq 1", "id eq 1 id"):
+        with pytest.raises(ODataError):
+            parse_filter(bad)(rec)
+    assert parse_expand("primaerPerson($select=cprnr,navn),afdeling", {"primaerPerson",
+                                                                     "afdeling"}) == {
+        "primaerPerson": {"cprnr", "navn"}, "afdeling": None}
+    with pytest.raises(ODataError):
+        parse_expand("hemmelig", {"primaerPerson"})

@@ -58,8 +58,11 @@ class TestFasit(ConnectorSuite):
     @pytest.fixture(autouse=True)
     def _same_store(self, request, monkeypatch):
         """The connector diffs case status against the store at GLASPLADE_STORE_URL."""
-        if "store_url" in request.fixturenames:
-            monkeypatch.setenv("GLASPLADE_STORE_URL", request.getfixturevalue("store_url"))
+        for name in ("store_url", "sqlite_url"):  # ``one_store`` is on ``sqlite_url``
+            if name in request.fixturenames:
+                monkeypatch.setenv("GLASPLADE_STORE_URL", request.getfixturevalue(name))
+                return
+        monkeypatch.setenv("GLASPLADE_STORE_URL", "sqlite:///:memory:")  # no store in use
 
     def expected_counts(self, municipality):
         return fasit_expected(municipality)

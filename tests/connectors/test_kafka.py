@@ -20,6 +20,7 @@ from hub.domain.cpr import synthetic_cpr
 from hub.ingest.connector import SourceUnavailable
 from hub.store.contract import CursorUpdate
 from hub.synthetic.to_events import CONSENT_SYSTEM
+from tests.conftest import make_store
 from tests.connectors.kafka_broker import kafka_broker  # noqa: F401 - the fixture
 from tests.connectors.suite import ConnectorSuite
 
@@ -208,6 +209,29 @@ def test_confluent_framing_round_trip_and_wrong_schema_id(kafka_broker, store): 
     assert stored.person is None and stored.person_key == store.person_key(person_event(1).person)
     [dead] = store.dead_letters(source_system="kafka")
     assert "schema id 8 is not the configured 7" in dead.reason
+
+
+def test_outbox_relays_store_events_with_pseudonyms_only(kafka_broker, store, tmp_path):  # noqa: F811
+    kafka_broker.create_topic(TOPIC, partitions=2)
+    events = [person_event(i) for i in range(8)]
+    store.append(events)
+    pub = OutboxPublisher(config(kafka_broker), pseudonymize=store.person_key)
+    try:
+        assert pub.publish_from_store(store, after=0, limit=5) == (5, 5)
+        assert pub.publish_from_store(store, after=5, limit=5) == (3, 8)
+        assert pub.publish_from_store(store, after=8) == (0, 8)
+    finally:
+        pub.close()
+    downstream = make_store(f"sqlite:///{tmp_path / 'downstream.db'}")
+    try:
+        drain(KafkaConnector(config(kafka_broker)), downstream)
+        got = {e.source_record_id: e for e in downstream.iter_events()}
+        assert sorted(got) == sorted(e.source_record_id for e in events)
+        for e in events:
+            assert got[e.source_record_id].person is None  # no CPR number on the wire
+            assert got[e.source_record_id].person_key == store.person_key(e.person)
+    finally:
+        downstream.close()
 
 
 def test_codec_rejects_trailing_bytes_and_bad_magic():

@@ -9,7 +9,8 @@ import pytest
 from hub.domain import rules as r
 from hub.targets.loader import RuleFileError, default_rules_dir, load_rule_file, load_rule_text
 
-MUNICIPALITY_FILES = [default_rules_dir() / f"{m}.toml" for m in ("odense", "frederikssund", "esbjerg", "ballerup")]
+MUNICIPALITY_FILES = [default_rules_dir() / f"{m}.toml"
+                      for m in ("odense", "frederikssund", "esbjerg", "ballerup")]
 
 GOOD = """\
 municipality = "test"

@@ -11,7 +11,7 @@ from hub.cli.main import app
 from hub.domain import events as ev
 from hub.targets.cadence import Cadence, compliance, due_dates, load_cadences
 from hub.targets.feed import catch_up
-from hub.targets.mi import Filter, REPORTS
+from hub.targets.mi import REPORTS, Filter
 from projections.db import readmodel_engine
 from projections.management import ManagementProjection
 from tests.targets import builders as b

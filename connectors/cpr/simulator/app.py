@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import replace
 from datetime import date
 
 from fastapi import FastAPI, Request
@@ -38,41 +37,65 @@ _N = f"{{{soap.NS}}}"
 
 
 class CprRegister:
-    """The persons and relations the simulated register knows, safe to change while serving."""
+    """The persons and relations the simulated register knows: a live view of the municipality
+    (``glasplade simulate`` evolves it: moves, births, marriages), safe to change while serving."""
 
     def __init__(self, municipality: Municipality):
         self._lock = threading.Lock()
-        self.persons: dict[str, Person] = {p.cpr: p for p in municipality.persons}
-        self.relations: list[Relation] = list(municipality.relations)
+        self.municipality = municipality
         self.code = municipality.code
+        self._sizes: tuple[int, int] | None = None
+        self._persons: dict[str, Person] = {}
+        self._relations: dict[str, list[Relation]] = {}
+
+    def _index(self) -> None:
+        m = self.municipality
+        sizes = (len(m.persons), len(m.relations))
+        if sizes != self._sizes:
+            self._persons = {p.cpr: p for p in m.persons}
+            self._relations = {}
+            for r in m.relations:
+                self._relations.setdefault(r.person, []).append(r)
+            self._sizes = sizes
 
     def get(self, pnr: str) -> tuple[Person, list[Relation]] | None:
         with self._lock:
-            p = self.persons.get(pnr)
+            self._index()
+            p = self._persons.get(pnr)
             if p is None:
                 return None
-            return p, [r for r in self.relations if r.person == pnr]
+            return p, list(self._relations.get(pnr, ()))
+
+    def _person(self, pnr: str) -> Person:
+        self._index()
+        return self._persons[pnr]
+
+    def add(self, person: Person) -> None:
+        with self._lock:
+            self.municipality.persons.append(person)
 
     def move(self, pnr: str, address: Address) -> None:
         with self._lock:
-            self.persons[pnr] = replace(self.persons[pnr], address=address)
+            self._person(pnr).address = address
 
     def rename(self, pnr: str, first_name: str, last_name: str) -> None:
         with self._lock:
-            self.persons[pnr] = replace(self.persons[pnr], first_name=first_name,
-                                        last_name=last_name)
+            p = self._person(pnr)
+            p.first_name, p.last_name = first_name, last_name
 
     def protect(self, pnr: str, protected: bool = True) -> None:
         with self._lock:
-            self.persons[pnr] = replace(self.persons[pnr], protected_address=protected)
+            self._person(pnr).protected_address = protected
 
     def set_relation(self, relation: Relation, present: bool = True) -> None:
         with self._lock:
-            self.relations = [r for r in self.relations
-                              if (r.person, r.related_person, r.relation)
-                              != (relation.person, relation.related_person, relation.relation)]
+            key = (relation.person, relation.related_person, relation.relation)
+            m = self.municipality
+            m.relations[:] = [r for r in m.relations
+                              if (r.person, r.related_person, r.relation) != key]
             if present:
-                self.relations.append(relation)
+                m.relations.append(relation)
+            self._sizes = None
 
 
 def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:

@@ -133,7 +133,6 @@ def create_app(municipality: Municipality, faults: Faults, *, username: str, pas
             return _outcome(400, f"invalid search parameter: {exc}")
         if count > MAX_COUNT or count < 0:
             return _outcome(400, f"_count must be 0..{MAX_COUNT}")
-        items.sort(key=lambda i: (i.sort_at, i.resource["id"]))
         total = len(items)
         page_token = q.get("_getpages")
         if page_token:

@@ -44,6 +44,7 @@ class Resources:
         self.m = municipality
         self._unit_map: dict = {}
         self._cw_map: dict = {}
+        self._cache: dict[str, tuple] = {}
 
     def _units(self) -> dict:
         if len(self._unit_map) != len(self.m.units):
@@ -61,6 +62,14 @@ class Resources:
     # --- Patient -------------------------------------------------------------------------
 
     def patients(self) -> dict[str, dict]:
+        key = ("Patient", self.version())
+        cached = self._cache.get("Patient")
+        if cached is None or cached[0] != key:
+            cached = (key, self._patients())
+            self._cache["Patient"] = cached
+        return cached[1]
+
+    def _patients(self) -> dict[str, dict]:
         persons = {p.cpr: p for p in self.m.persons}
         out = {}
         for cpr in {c.person for c in self.cases()}:
@@ -188,7 +197,26 @@ class Resources:
 
     # --- by type ------------------------------------------------------------------------------
 
+    def version(self) -> tuple:
+        """Changes whenever the served resources may have changed (cheap to compute)."""
+        cases = self.cases()
+        return (self.m.as_of, len(cases), sum(len(c.actions) + len(c.grants) for c in cases),
+                max((c.updated_at or c.opened_at for c in cases), default=None),
+                tuple(c.status for c in cases))
+
     def of_type(self, resource_type: str) -> list[Indexed]:
+        """Resources of one type sorted by (change time, id), cached until ``version()``
+        changes (the list itself must not be modified by callers)."""
+        key = (resource_type, self.version())
+        cached = self._cache.get(resource_type)
+        if cached is None or cached[0] != key:
+            items = self._build(resource_type)
+            items.sort(key=lambda i: (i.sort_at, i.resource["id"]))
+            cached = (key, items)
+            self._cache[resource_type] = cached
+        return cached[1]
+
+    def _build(self, resource_type: str) -> list[Indexed]:
         out: list[Indexed] = []
         for c in self.cases():
             if resource_type == "Basic":

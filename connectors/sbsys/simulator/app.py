@@ -34,11 +34,17 @@ class SbsysState:
         self.lock = threading.RLock()
         self.case_ids: dict[str, int] = {}
         self.by_id: dict[int, Case] = {}
+        self._persons: dict = {}
+        self._caseworkers: dict = {}
+        self._seen = -1
         self.sync()
 
     def sync(self) -> None:
         """Give new cases (from ``evolve`` or writes) the next ids."""
         with self.lock:
+            if len(self.m.cases) == self._seen:
+                return
+            self._seen = len(self.m.cases)
             for c in sorted((c for c in self.m.cases if c.system == "sbsys"
                              and c.case_id not in self.case_ids),
                             key=lambda c: (c.opened_at, c.case_id)):
@@ -60,15 +66,21 @@ class SbsysState:
         return None
 
     def caseworker(self, caseworker_id: str | None) -> dict | None:
-        for i, cw in enumerate(self.m.caseworkers):
-            if cw.caseworker_id == caseworker_id:
-                return {"Id": i + 1, "Uuid": str(uuid.uuid5(_NS, cw.caseworker_id)),
-                        "AnsaettelsesstedIdentity": cw.unit_id, "Brugernavn": cw.caseworker_id,
-                        "Navn": cw.name}
+        if len(self._caseworkers) != len(self.m.caseworkers):
+            self._caseworkers = {cw.caseworker_id: (i, cw)
+                                 for i, cw in enumerate(self.m.caseworkers)}
+        found = self._caseworkers.get(caseworker_id or "")
+        if found is not None:
+            i, cw = found
+            return {"Id": i + 1, "Uuid": str(uuid.uuid5(_NS, cw.caseworker_id)),
+                    "AnsaettelsesstedIdentity": cw.unit_id, "Brugernavn": cw.caseworker_id,
+                    "Navn": cw.name}
         return None
 
     def person(self, cpr: str):
-        return next((p for p in self.m.persons if p.cpr == cpr), None)
+        if len(self._persons) != len(self.m.persons):
+            self._persons = {p.cpr: p for p in self.m.persons}
+        return self._persons.get(cpr)
 
     def sag(self, n: int, c: Case, faults: Faults, parts: bool = False) -> dict:
         unit = next((u for u in self.m.units if u.unit_id == c.unit_id), None)
