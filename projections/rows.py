@@ -22,16 +22,18 @@ _PG_CHUNK = 10000  # keys per = ANY(array) (PostgreSQL)
 _COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
 
 
-def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *,
+           unique: bool = False) -> None:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE for rows that all have the same keys.
 
     PostgreSQL: many rows are COPYed into a temporary staging table and merged with one
-    INSERT ... SELECT; few rows (and SQLite) go through one executemany."""
+    INSERT ... SELECT; few rows (and SQLite) go through one executemany. ``unique``: the caller
+    guarantees no primary key repeats in ``rows`` (else the last row of a key wins)."""
     if not rows:
         return
     dialect = conn.dialect.name
     if dialect == "postgresql" and len(rows) >= _COPY_MIN:
-        _pg_copy_upsert(conn, table, rows)
+        _pg_copy_upsert(conn, table, rows, unique)
         return
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table)
@@ -77,7 +79,8 @@ def _pg_copy(conn: sa.Connection, target: str, columns: list[str], table: sa.Tab
                 copy.write_row([r[c] for c in columns])
 
 
-def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
+                    unique: bool) -> None:
     columns = list(rows[0])
     pk = [c.name for c in table.primary_key.columns]
     digest = hashlib.blake2b(repr((table.name, [(c.name, str(c.type)) for c in table.columns]))
@@ -90,12 +93,13 @@ def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[st
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in pk)
     keys = ", ".join(f'"{c}"' for c in pk)
     # the last row wins when a key repeats (as with one executemany)
+    source = (f"SELECT {cols} FROM {stage}" if unique else
+              f"SELECT DISTINCT ON ({keys}) {cols} FROM (SELECT *, ctid AS _at FROM {stage}) s"
+              f" ORDER BY {keys}, _at DESC")
     conn.exec_driver_sql(
-        f"INSERT INTO {_quote(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols}"
-        f" FROM (SELECT *, ctid AS _at FROM {stage}) s ORDER BY {keys}, _at DESC"
-        f" ON CONFLICT ({keys}) DO "
+        f"INSERT INTO {_quote(table)} ({cols}) {source} ON CONFLICT ({keys}) DO "
         + (f"UPDATE SET {updates}" if updates else "NOTHING"))
-    conn.exec_driver_sql(f"TRUNCATE {stage}")
+    conn.exec_driver_sql(f"DELETE FROM {stage}")
 
 
 class RowCache:
@@ -162,7 +166,7 @@ class RowCache:
             for i in range(0, len(keys), _CHUNK):
                 conn.execute(self.table.delete().where(self.key_column.in_(keys[i:i + _CHUNK])))
         rows = [self._rows[k] for k in sorted(self._dirty)]
-        upsert(conn, self.table, [r for r in rows if r is not None])
+        upsert(conn, self.table, [r for r in rows if r is not None], unique=True)
         self._dirty.clear()
         self._deleted.clear()
 

@@ -87,7 +87,7 @@ def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Tabl
 
 class TargetGroupsProjection(Projection):
     name = "target_groups"
-    version = 1
+    version = 2
 
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""
@@ -109,7 +109,7 @@ class TargetGroupsProjection(Projection):
             sa.Column("person_key", s, primary_key=True))
         self.matches = sa.Table(
             "tg_matches", md, sa.Column("rule_id", s, primary_key=True),
-            sa.Column("subject", s, primary_key=True), sa.Column("rule_version", s),
+            sa.Column("subject", s, primary_key=True, index=True), sa.Column("rule_version", s),
             sa.Column("group_key", s), sa.Column("episode", sa.Integer, nullable=False),
             sa.Column("started_at", _TS), sa.Column("explanation", sa.Text),
             sa.Column("evidence", sa.Text))  # newline-separated evidence items
@@ -119,7 +119,7 @@ class TargetGroupsProjection(Projection):
             sa.Column("unit_id", s, primary_key=True, index=True))
         self.match_history = sa.Table(
             "tg_match_history", md, sa.Column("rule_id", s, primary_key=True),
-            sa.Column("subject", s, primary_key=True),
+            sa.Column("subject", s, primary_key=True, index=True),
             sa.Column("episode", sa.Integer, primary_key=True),
             sa.Column("started_at", _TS), sa.Column("ended_at", _TS),
             sa.Column("reason", sa.Text))

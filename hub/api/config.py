@@ -4,7 +4,7 @@
 |---|---|
 | ``API_AUTH`` / api.auth | ``dev`` (pick a user from the users file) or ``oidc`` |
 | ``API_USERS_FILE`` / api.users_file | TOML user directory (roles, units); default: none |
-| ``API_SESSION_SECRET`` (or ``_FILE``) | key that signs the session cookie; dev: random per process |
+| ``API_SESSION_SECRET`` (or ``_FILE``) | signs the session cookie; dev: random per process |
 | ``API_COOKIE_SECURE`` / api.cookie_secure | ``true`` behind HTTPS (default false) |
 | ``API_SESSION_MAX_AGE`` / api.session_max_age | seconds a login lasts (default 28800) |
 | ``API_MAX_LAG`` / api.max_lag | /readyz fails when a projection is more events behind |

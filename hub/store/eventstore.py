@@ -93,8 +93,10 @@ class EventStore:
             DeadLetter(d.source_system, d.reason, self.cipher.seal(d.raw, _DEAD_LETTER_AD),
                        self.cipher.seal(str(d.source_record_id).encode(), _DEAD_LETTER_AD)
                        if d.source_record_id is not None else None,
-                       self.pseudonymizer.source_key(d.source_system, "dead-letter",
-                                                     hashlib.sha256(d.raw).hexdigest()))
+                       # The same bad record from the same place is kept once.
+                       self.pseudonymizer.source_key(
+                           d.source_system, f"dead-letter/{d.source_record_id}",
+                           hashlib.sha256(d.raw).hexdigest()))
             for d in dead_letters
         ]
         return self.recorder.append(rows, cursors, sealed, self.clock())

@@ -82,6 +82,24 @@ def evaluate_rules(conn: sa.Connection, rules: Sequence[r.Rule],
     return current
 
 
+def _last_episodes(conn: sa.Connection, p: TargetGroupsProjection, new: list[r.Match]
+                   ) -> dict[tuple[str, str], int]:
+    """The last episode of each (rule, subject) that starts matching again (history lookup for
+    the new matches only: the nightly diff never scans the whole history)."""
+    h = p.match_history
+    wanted = {(x.rule_id, x.subject) for x in new}
+    subjects = sorted({x.subject for x in new})
+    out: dict[tuple[str, str], int] = {}
+    for i in range(0, len(subjects), 500):
+        for rule_id, subject, n in conn.execute(
+                sa.select(h.c.rule_id, h.c.subject, sa.func.max(h.c.episode))
+                .where(h.c.subject.in_(subjects[i:i + 500]))
+                .group_by(h.c.rule_id, h.c.subject)):
+            if (rule_id, subject) in wanted:
+                out[(rule_id, subject)] = n
+    return out
+
+
 def run_overlap(store: EventStore, engine: sa.Engine, rule_set: r.RuleSet, as_of: datetime,
                 projection: TargetGroupsProjection, report_dir: Path | None = None
                 ) -> RunResult:
@@ -102,20 +120,18 @@ def run_overlap(store: EventStore, engine: sa.Engine, rule_set: r.RuleSet, as_of
         result.overlaps = find_identity_overlaps(conn, projection)
         t["identity"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        m, h, o = projection.matches, projection.match_history, projection.overlaps
+        m, o = projection.matches, projection.overlaps
         previous = {(row.rule_id, row.subject): row for row in conn.execute(
-            sa.select(m.c.rule_id, m.c.subject, m.c.rule_version))}
-        episodes = {(row.rule_id, row.subject): row.n for row in conn.execute(
-            sa.select(h.c.rule_id, h.c.subject, sa.func.max(h.c.episode).label("n"))
-            .group_by(h.c.rule_id, h.c.subject))}
+            sa.select(m.c.rule_id, m.c.subject, m.c.rule_version, m.c.episode))}
+        new = sorted((x for x in result.current if (x.rule_id, x.subject) not in previous),
+                     key=lambda x: (x.rule_id, x.subject))
+        episodes = _last_episodes(conn, projection, new)
         overlap_rows = {row.overlap_id: row for row in conn.execute(
             sa.select(o.c.overlap_id, o.c.kind, o.c.subject, o.c.open, o.c.episode))}
     events: list[ev.CanonicalEvent] = []
     known_rules = {rule.rule_id: rule for rule in rule_set.rules}
     now_keys = {(x.rule_id, x.subject) for x in result.current}
-    for match in sorted(result.current, key=lambda x: (x.rule_id, x.subject)):
-        if (match.rule_id, match.subject) in previous:
-            continue
+    for match in new:
         episode = episodes.get((match.rule_id, match.subject), 0) + 1
         rule = known_rules[match.rule_id]
         result.started.append(match)
@@ -131,7 +147,7 @@ def run_overlap(store: EventStore, engine: sa.Engine, rule_set: r.RuleSet, as_of
                   else "Opfylder ikke længere reglen")
         result.ended.append(EndedMatch(row.rule_id, row.rule_version, row.subject, reason))
         events.append(_event(as_of, f"match:{row.rule_id}:{row.subject}",
-                             f"{episodes.get(key, 1)}:ended", row.subject,
+                             f"{row.episode}:ended", row.subject,
                              ev.TargetGroupMatchEnded(row.rule_id, row.rule_version, reason)))
     now_overlaps = {x.overlap_id for x in result.overlaps}
     for overlap in sorted(result.overlaps, key=lambda x: x.overlap_id):

@@ -29,26 +29,34 @@ def _environment() -> jinja2.Environment:
 
 def write_reports(conn: sa.Connection, p: TargetGroupsProjection, rule_set: r.RuleSet,
                   result, report_dir: Path) -> list[Path]:  # noqa: ANN001 (RunResult)
+    """What changed since the previous run (new and ended matches, identity overlaps), with the
+    number of matches per rule. The full lists are in the dashboard and ``glasplade targets
+    list``; the report stays small however large the municipality."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = result.as_of.strftime("%Y-%m-%dT%H%M")
     base = report_dir / f"overlap-{rule_set.municipality}-{stamp}"
     csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
-    titles = {x.rule_id: x.title for x in rule_set.rules}
-    started = {(x.rule_id, x.subject) for x in result.started}
-    m = p.matches
-    rows = conn.execute(sa.select(m).order_by(m.c.rule_id, m.c.subject)).all()
+    rules = {x.rule_id: x for x in rule_set.rules}
+    started = [{"rule_id": m.rule_id, "rule_version": m.rule_version, "subject": m.subject,
+                "group_key": m.group_key, "explanation": r.explain(rules[m.rule_id], m),
+                "evidence": ", ".join(m.evidence)} for m in result.started]
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, delimiter=";")
         w.writerow(CSV_HEADER)
-        for row in rows:
-            status = "ny" if (row.rule_id, row.subject) in started else "fortsat"
-            w.writerow([status, row.rule_id, row.rule_version, titles.get(row.rule_id, ""),
-                        row.subject, row.group_key, row.started_at.isoformat(),
-                        row.explanation, " ".join((row.evidence or "").split("\n"))])
+        for x in started:
+            w.writerow(["ny", x["rule_id"], x["rule_version"], rules[x["rule_id"]].title,
+                        x["subject"], x["group_key"], result.as_of.isoformat(),
+                        x["explanation"], x["evidence"]])
         for x in result.ended:
-            w.writerow(["ophørt", x.rule_id, x.rule_version, titles.get(x.rule_id, ""),
-                        x.subject, "", "", x.reason, ""])
-    active = Counter(row.rule_id for row in rows)
+            w.writerow(["ophørt", x.rule_id, x.rule_version,
+                        rules[x.rule_id].title if x.rule_id in rules else "", x.subject, "",
+                        "", x.reason, ""])
+        for o in sorted(result.overlaps_detected, key=lambda o: o.overlap_id):
+            w.writerow(["nyt identitetsoverlap", o.kind, "", "", o.subject, o.overlap_id,
+                        result.as_of.isoformat(), o.explanation, ", ".join(o.evidence)])
+        for overlap_id in result.overlaps_resolved:
+            w.writerow(["løst identitetsoverlap", "", "", "", "", overlap_id, "", "", ""])
+    active = Counter(m.rule_id for m in result.current)
     new = Counter(x.rule_id for x in result.started)
     ended = Counter(x.rule_id for x in result.ended)
     summary = [{"rule_id": x.rule_id, "title": x.title, "source": x.source,
@@ -56,10 +64,10 @@ def write_reports(conn: sa.Connection, p: TargetGroupsProjection, rule_set: r.Ru
                for x in rule_set.rules]
     html = _environment().get_template("overlap_report.html").render(
         municipality=rule_set.municipality, version=rule_set.version,
-        as_of=result.as_of, summary=summary, titles=titles,
-        started=[x for x in rows if (x.rule_id, x.subject) in started][:HTML_ROW_LIMIT],
-        n_started=len(result.started), ended=result.ended[:HTML_ROW_LIMIT],
-        n_ended=len(result.ended), overlaps_detected=result.overlaps_detected[:HTML_ROW_LIMIT],
+        as_of=result.as_of, summary=summary,
+        started=started[:HTML_ROW_LIMIT], n_started=len(result.started),
+        ended=result.ended[:HTML_ROW_LIMIT], n_ended=len(result.ended),
+        overlaps_detected=result.overlaps_detected[:HTML_ROW_LIMIT],
         overlaps_resolved=result.overlaps_resolved[:HTML_ROW_LIMIT],
         n_overlaps=len(result.overlaps), limit=HTML_ROW_LIMIT, csv_name=csv_path.name)
     html_path.write_text(html, encoding="utf-8")

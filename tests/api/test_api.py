@@ -18,7 +18,8 @@ def test_requires_login(client, world):
 def test_search_by_cpr_and_name_records_each_hit(client, world, hub):
     login(client, "anne")
     before = hub.store.max_position()
-    r = client.get("/api/v1/persons", params={"q": world.mother_cpr[:6] + "-" + world.mother_cpr[6:]})
+    dashed = world.mother_cpr[:6] + "-" + world.mother_cpr[6:]
+    r = client.get("/api/v1/persons", params={"q": dashed})
     assert r.status_code == 200, r.text
     assert [p["person_key"] for p in r.json()] == [world.mother]
     r = client.get("/api/v1/persons", params={"q": "glasmose"})

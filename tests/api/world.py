@@ -42,7 +42,7 @@ class World:
     child_case: str = "dubu:S-300"
 
 
-def _e(payload, *, person: str | None = None, case: str | None = None, at: datetime = T0,
+def event(payload, *, person: str | None = None, case: str | None = None, at: datetime = T0,
        source: str = "test", actor: str | None = "sagsbehandler") -> ev.CanonicalEvent:
     return ev.CanonicalEvent(event_id=uuid.uuid4(), source_system=source,
                              source_record_id=str(uuid.uuid4()), source_version="1",
@@ -55,35 +55,35 @@ def populate(store: EventStore) -> World:
     child = synthetic_cpr(date(2014, 9, 3), 22)
     hidden = synthetic_cpr(date(1975, 1, 30), 33)
     events = [
-        _e(ev.PersonRegistered("Maja", "Glasmose", date(1988, 4, 12), "K", ADDRESS, "U"),
+        event(ev.PersonRegistered("Maja", "Glasmose", date(1988, 4, 12), "K", ADDRESS, "U"),
            person=mother, source="cpr"),
-        _e(ev.PersonRegistered("Emil", "Glasmose", date(2014, 9, 3), "M", ADDRESS, "U"),
+        event(ev.PersonRegistered("Emil", "Glasmose", date(2014, 9, 3), "M", ADDRESS, "U"),
            person=child, source="cpr"),
-        _e(ev.PersonRelationChanged("child", child, "added"), person=mother, source="cpr"),
-        _e(ev.PersonRegistered("Henrik", "Skjulesen", date(1975, 1, 30), "M", SECRET_ADDRESS,
+        event(ev.PersonRelationChanged("child", child, "added"), person=mother, source="cpr"),
+        event(ev.PersonRegistered("Henrik", "Skjulesen", date(1975, 1, 30), "M", SECRET_ADDRESS,
                                "G", protected_address=True), person=hidden, source="cpr"),
         # The mother's jobcentre case (JC-KONT) with a grant
-        _e(ev.CaseOpened("JOBCENTER", "JC-KONT", "Jobcenter, kontanthjælp", "kontanthjaelp",
+        event(ev.CaseOpened("JOBCENTER", "JC-KONT", "Jobcenter, kontanthjælp", "kontanthjaelp",
                          "open", "Kontanthjælp — aktivitetsparat", "LAB", "2"),
            person=mother, case="fasit:F-100", source="fasit"),
-        _e(ev.CaseworkerAssigned("JC-KONT-001", "Jonas Vestergaard", "JC-KONT", "primary",
+        event(ev.CaseworkerAssigned("JC-KONT-001", "Jonas Vestergaard", "JC-KONT", "primary",
                                  "jonas@glasby.dk"), person=mother, case="fasit:F-100",
            source="fasit"),
-        _e(ev.GrantAwarded("G-1", "benefit", "LAB", "2", "Kontanthjælp", "JC-KONT",
+        event(ev.GrantAwarded("G-1", "benefit", "LAB", "2", "Kontanthjælp", "JC-KONT",
                            "Jobcenter, kontanthjælp", date(2025, 3, 1), monthly_rate=12000.0),
            person=mother, case="fasit:F-100", source="fasit"),
-        _e(ev.CaseActionRecorded("A-1", "meeting", "samtale", "Første samtale"),
+        event(ev.CaseActionRecorded("A-1", "meeting", "samtale", "Første samtale"),
            person=mother, case="fasit:F-100", source="fasit",
            at=datetime(2025, 3, 10, 10, 0, tzinfo=UTC)),
         # Her adult-support case (VOK-STOTTE)
-        _e(ev.CaseOpened("VOKSEN", "VOK-STOTTE", "Voksenstøtte", "sel85", "open",
+        event(ev.CaseOpened("VOKSEN", "VOK-STOTTE", "Voksenstøtte", "sel85", "open",
                          "Socialpædagogisk støtte", "SEL", "85"),
            person=mother, case="cura:C-200", source="cura"),
         # The child's case in the children's unit (BUF-MYN-N)
-        _e(ev.CaseOpened("BUF", "BUF-MYN-N", "Myndighed Børn og Familie, team Nord",
+        event(ev.CaseOpened("BUF", "BUF-MYN-N", "Myndighed Børn og Familie, team Nord",
                          "forebyggende", "open", "Forebyggende foranstaltning", "BL", "32"),
            person=child, case="dubu:S-300", source="dubu"),
-        _e(ev.CaseworkerAssigned("BUF-MYN-N-001", "Anne Holm", "BUF-MYN-N", "primary",
+        event(ev.CaseworkerAssigned("BUF-MYN-N-001", "Anne Holm", "BUF-MYN-N", "primary",
                                  "anne@glasby.dk"), person=child, case="dubu:S-300",
            source="dubu"),
     ]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hub.domain import events as ev
-from tests.api.world import _e, populate
+from tests.api.world import event, populate
 from tests.conftest import make_store
 
 GLASPLADE = str(Path(sys.executable).with_name("glasplade"))
@@ -61,7 +61,8 @@ def test_serve_follows_the_store_and_serves(tmp_path, store_url, monkeypatch):
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not become ready: {proc.stdout.read() if proc.poll() is not None else 'timeout'}")
+                why = proc.stdout.read() if proc.poll() is not None else "timeout"
+                pytest.fail(f"serve did not become ready: {why}")
             time.sleep(0.2)
         with httpx.Client(base_url=base) as c:
             assert c.post("/api/v1/session", json={"user_id": "anne"}).status_code == 200
@@ -69,7 +70,7 @@ def test_serve_follows_the_store_and_serves(tmp_path, store_url, monkeypatch):
             assert r.status_code == 200 and r.json()["cases"][0]["decision"]["code"] == "own-unit"
             # An event appended by another process reaches the read model via the follower.
             store = make_store(url)
-            store.append([_e(ev.CaseOpened("BUF", "BUF-MYN-N", "Team Nord", "undersoegelse",
+            store.append([event(ev.CaseOpened("BUF", "BUF-MYN-N", "Team Nord", "undersoegelse",
                                            "open", "Børnefaglig undersøgelse"),
                              person=world.child_cpr, case="dubu:S-999")])
             store.close()

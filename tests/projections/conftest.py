@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+import structlog
 
 from projections.db import readmodel_engine
 from projections.registry import build_projections
@@ -11,6 +12,13 @@ from projections.runner import ProjectionRunner
 
 #: The read models this suite owns (the target-group projection has its own tests).
 MODULES = ("projections.citizen_overview", "projections.case_history", "projections.access_log")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """The CLI configures structlog onto the CliRunner's stream, closed after the test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
