@@ -96,7 +96,7 @@ def generate(citizens: int, cases: int, rng: random.Random):
             grant_rows.append((f"g{i}", key, p[0], law, par, kind,
                                rng.choice(("VOK-STOTTE", "BUF-UNGE", "BSF-RAAD"))
                                if par == "85" else "JC-KONT", start))
-    consents = [(f"s{i}", persons[rng.randrange(len(persons))][0], "sammenhaengende-forloeb",
+    consents = [(f"s{i}", persons[rng.randrange(len(persons))][0], "coordinated_pathway",
                  AS_OF.date() - timedelta(days=rng.randrange(700)))
                 for i in range(citizens // 10)]
     meetings = [(f"m{i}", persons[rng.randrange(len(persons))][0],

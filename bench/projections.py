@@ -126,6 +126,8 @@ def main() -> None:
                     help="admin URL of the PostgreSQL server")
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--projections", default="",
+                    help="comma-separated projection names to rebuild (default: all registered)")
     args = ap.parse_args()
 
     from hub.logging import configure
@@ -150,6 +152,9 @@ def main() -> None:
     rss_start = maxrss_mb()
     n1, t1 = baseline(store, args.batch_size)
     projections = build_projections(store.person_key)
+    if args.projections:
+        wanted = args.projections.split(",")
+        projections = [p for p in projections if p.name in wanted]
     runner = ProjectionRunner(store, engine, projections, batch_size=args.batch_size)
     runner.prepare()
     rss_before = maxrss_mb()

@@ -144,8 +144,7 @@ class ConnectorRunner:
         """One pass over every stream of one connector; never raises for the source's faults."""
         breaker = self.breakers.setdefault(connector.name, CircuitBreaker())
         report = ConnectorReport(connector.name)
-        status = self.status.get(connector.name) if self.status else ConnectorStatus(
-            connector.name)
+        status = self._load_status(connector.name)
         started = self.now()
         if not breaker.allow():
             report.skipped = True
@@ -227,6 +226,15 @@ class ConnectorRunner:
                 if self.metrics:
                     self.metrics.batch(connector.name, outcome.stored, outcome.duplicates,
                                        len(batch.dead_letters))
+
+    def _load_status(self, name: str) -> ConnectorStatus:
+        if self.status:
+            try:
+                return self.status.get(name)
+            except Exception as exc:  # health bookkeeping must never stop ingest
+                log.warning("could not read connector status", connector=name,
+                            error=str(exc)[:200])
+        return ConnectorStatus(name)
 
     def _record(self, status: ConnectorStatus, report: ConnectorReport) -> None:
         if self.status:

@@ -206,7 +206,10 @@ class ServerThread:
     def start(self, port: int = 0, timeout: float = 10.0) -> str:
         if self._thread is not None:
             raise RuntimeError("server already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when
+        # the listening socket says so; without it every response waits ~40 ms (Nagle + delayed
+        # ACK on loopback).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, port))
         self.port = sock.getsockname()[1]

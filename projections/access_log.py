@@ -65,9 +65,8 @@ class AccessLog(Projection):
         aliases.to_metadata(metadata)
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
-        keys = {e.person_key for e in events if e.person_key}
         alias = RowCache(aliases)
-        alias.load(conn, keys)
+        alias.load_all(conn)  # a few rows: one per replaced identifier
         rows: list[dict[str, Any]] = []
         for e in events:
             if isinstance(e.payload, ev.PersonRecordAccessed) and e.person_key:

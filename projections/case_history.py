@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from hub.domain import events as ev
@@ -29,7 +30,8 @@ entries = sa.Table(
     sa.Column("actor", sa.Text),
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    # ^ the payload as JSON text (orjson of the dataclass: dates as ISO strings)
     sa.Index(f"ix_{NAME}_entries_case", "case_key", "occurred_at", "position"),
 )
 
@@ -108,17 +110,9 @@ def summarize(p: ev.Payload) -> str:
     return type(p).__name__
 
 
-def details(p: ev.Payload) -> dict[str, Any]:
-    """The payload's fields as JSON-ready values (dates as ISO text)."""
-    out: dict[str, Any] = {}
-    for name in p.__slots__:  # type: ignore[union-attr]
-        value = getattr(p, name)
-        if isinstance(value, date):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[name] = value
-    return out
+def details(p: ev.Payload) -> str:
+    """The payload's fields as JSON text (dates as ISO strings)."""
+    return orjson.dumps(p).decode()
 
 
 def entry(e: ev.CanonicalEvent) -> dict[str, Any]:

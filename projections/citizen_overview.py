@@ -30,6 +30,9 @@ CASE = ("CaseOpened", "CaseStatusChanged", "CaseLegalBasisChanged", "CaseworkerA
 OTHER = ("GrantAwarded", "GrantChanged", "GrantEnded", "ConsentGiven", "ConsentWithdrawn",
          "MarkingSet", "MarkingEnded", "PathwayStarted", "PathwayTovholderAssigned",
          "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed")
+#: Events that make a person known to the overview (a row is made if none exists yet).
+PRESENCE = frozenset(PERSON) | {"CaseOpened", "GrantAwarded", "ConsentGiven", "MarkingSet",
+                                "PathwayStarted"}
 Row = dict[str, Any]
 
 
@@ -96,6 +99,8 @@ class CitizenOverviewProjection(Projection):
 
     def __init__(self, person_key_of: Callable[[str], str]):
         self.person_key_of = lru_cache(maxsize=65536)(person_key_of)
+        self._handlers = {name: getattr(self, "_on_" + name) for name in self.topics
+                          if hasattr(self, "_on_" + name)}
         super().__init__()
 
     def define_tables(self, metadata: sa.MetaData) -> None:
@@ -111,15 +116,16 @@ class CitizenOverviewProjection(Projection):
         self._preload(rows, events, conn)
         for e in events:
             if isinstance(e.payload, ev.PersonIdentifierReplaced):
-                self._replace_identifier(rows, e.payload, conn)
+                self._replace_identifier(rows, e.payload)
                 continue
             if e.person_key and rows.current(e.person_key) != e.person_key:
                 e = replace(e, person_key=rows.current(e.person_key))
-            if e.person_key and rows.persons.get(e.person_key) is None:
+            if (e.person_key and e.event_type in PRESENCE
+                    and rows.persons.get(e.person_key) is None):
                 rows.persons.put(t.new_row(t.persons, person_key=e.person_key, cpr=e.person,
                                            registered=False, protected_address=False,
                                            emigrated=False))
-            handler = getattr(self, "_on_" + e.event_type, None)
+            handler = self._handlers.get(e.event_type)
             if handler is not None:
                 handler(rows, e, e.payload)
         for cache in rows.all:
@@ -127,17 +133,23 @@ class CitizenOverviewProjection(Projection):
 
     def _preload(self, rows: _Rows, events: Sequence[ev.CanonicalEvent],
                  conn: sa.Connection) -> None:
+        """Read every row the batch will touch, one query per table (keys known as absent
+        are then inserted rather than upserted)."""
+        rows.aliases.load_all(conn)  # a few rows: one per replaced identifier
         keys: dict[RowCache, set[str]] = {c: set() for c in rows.all}
         for e in events:
             p = e.payload
-            if e.person_key:
-                keys[rows.persons].add(e.person_key)
-            if isinstance(p, ev.PersonIdentifierReplaced):
-                keys[rows.persons].add(self.person_key_of(p.old_identifier))
-                keys[rows.persons].add(self.person_key_of(p.new_identifier))
+            person = rows.current(e.person_key) if e.person_key else None
+            if person and e.event_type in PRESENCE:
+                keys[rows.persons].add(person)
             if e.case_key and e.event_type in CASE:
                 keys[rows.cases].add(e.case_key)
-            if isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+            if isinstance(p, ev.PersonRelationChanged) and person:
+                keys[rows.relations].add(relation_key(
+                    person, p.relation, rows.current(self.person_key_of(p.related_person))))
+            elif isinstance(p, ev.CaseworkerAssigned) and e.case_key:
+                keys[rows.caseworkers].add(assignment_key(e.case_key, p.caseworker_id, p.role))
+            elif isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
                 keys[rows.grants].add(grant_key(e, p.grant_id))
             elif isinstance(p, ev.ConsentGiven | ev.ConsentWithdrawn):
                 keys[rows.consents].add(p.consent_id)
@@ -146,13 +158,22 @@ class CitizenOverviewProjection(Projection):
             elif isinstance(p, ev.PathwayStarted | ev.PathwayTovholderAssigned
                             | ev.PathwayMeetingHeld | ev.PathwayPlanUpdated | ev.PathwayClosed):
                 keys[rows.pathways].add(p.pathway_id)
-        rows.aliases.load(conn, keys[rows.persons])
-        keys[rows.persons] |= {rows.current(k) for k in keys[rows.persons]}
+                if isinstance(p, ev.PathwayStarted):
+                    keys[rows.members].update(
+                        member_key(p.pathway_id, rows.current(self.person_key_of(m)))
+                        for m in p.members)
+                    if person:
+                        keys[rows.members].add(member_key(p.pathway_id, person))
+            elif isinstance(p, ev.PersonIdentifierReplaced):
+                keys[rows.persons].add(self.person_key_of(p.old_identifier))
+                keys[rows.persons].add(self.person_key_of(p.new_identifier))
         for cache, wanted in keys.items():
-            if wanted:
+            if cache is not rows.aliases:
                 cache.load(conn, wanted)
-            else:
-                cache.load(conn, ())
+        replaced = {self.person_key_of(e.payload.old_identifier) for e in events
+                    if isinstance(e.payload, ev.PersonIdentifierReplaced)}
+        if replaced:
+            self._load_replaced(rows, replaced | {rows.current(k) for k in replaced}, conn)
 
     # --- person -----------------------------------------------------------------------------
 
@@ -370,11 +391,18 @@ class CitizenOverviewProjection(Projection):
 
     # --- identifier replaced ----------------------------------------------------------------
 
-    def _replace_identifier(self, rows: _Rows, p: ev.PersonIdentifierReplaced,
-                            conn: sa.Connection) -> None:
-        """Move everything known under the old identifier to the new one (one person), in the
-        database and in the batch's rows alike; later events naming the old identifier are
-        filed under the new one (aliases)."""
+    def _load_replaced(self, rows: _Rows, old_keys: set[str], conn: sa.Connection) -> None:
+        """Read every row that names a person whose identifier the batch replaces, so the
+        replacement is done in memory and written with the rest of the batch."""
+        for cache in (rows.persons, rows.cases, rows.grants, rows.consents, rows.markings,
+                      rows.pathways, rows.relations, rows.members):
+            cache.load_where(conn, "person_key", old_keys)
+        rows.relations.load_where(conn, "related_key", old_keys)
+        # (aliases: the whole table is read for every batch)
+
+    def _replace_identifier(self, rows: _Rows, p: ev.PersonIdentifierReplaced) -> None:
+        """Move everything known under the old identifier to the new one (one person); later
+        events naming the old identifier are filed under the new one (aliases)."""
         old = rows.current(self.person_key_of(p.old_identifier))
         new = rows.current(self.person_key_of(p.new_identifier))
         if old == new:
@@ -385,14 +413,10 @@ class CitizenOverviewProjection(Projection):
             if now is None or not now["registered"]:
                 rows.persons.put(before | {"person_key": new, "cpr": p.new_identifier})
         for cache in (rows.cases, rows.grants, rows.consents, rows.markings, rows.pathways):
-            table = cache.table
-            conn.execute(table.update().where(table.c.person_key == old).values(person_key=new))
             for row in cache.cached():
                 if row["person_key"] == old:
                     row["person_key"] = new
-        rel = t.relations
-        rows.relations.load(conn, conn.execute(sa.select(rel.c.relation_key).where(
-            sa.or_(rel.c.person_key == old, rel.c.related_key == old))).scalars())
+                    cache.touch(row[cache.key_column.name])
         for row in rows.relations.cached():
             if old in (row["person_key"], row["related_key"]):
                 moved = dict(row)
@@ -404,19 +428,15 @@ class CitizenOverviewProjection(Projection):
                                                      moved["related_key"])
                 rows.relations.delete(row["relation_key"])
                 rows.relations.put(moved)
-        pm = t.pathway_members
-        rows.members.load(conn, conn.execute(sa.select(pm.c.member_key)
-                                             .where(pm.c.person_key == old)).scalars())
         for row in rows.members.cached():
             if row["person_key"] == old:
                 rows.members.delete(row["member_key"])
                 rows.members.put(row | {"person_key": new,
                                         "member_key": member_key(row["pathway_id"], new)})
-        al = t.aliases
-        conn.execute(al.update().where(al.c.new_key == old).values(new_key=new))
         for row in rows.aliases.cached():
             if row["new_key"] == old:
                 row["new_key"] = new
+                rows.aliases.touch(row["old_key"])
         rows.aliases.put({"old_key": old, "new_key": new})
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from projections import access_log as al
@@ -277,6 +278,17 @@ def resolve_key(conn: sa.Connection, person_key: str) -> str:
     return new or person_key
 
 
+def _person_row(conn: sa.Connection, person_key: str) -> Any:
+    """The person's row by key, or by the key that replaced it (one lookup in the usual case)."""
+    p = t.persons
+    row = conn.execute(sa.select(p).where(p.c.person_key == person_key)).first()
+    if row is None:
+        new = resolve_key(conn, person_key)
+        if new != person_key:
+            row = conn.execute(sa.select(p).where(p.c.person_key == new)).first()
+    return row
+
+
 def _summary(m: Any, reveal_protected: bool) -> PersonSummary:
     hidden = bool(m["protected_address"]) and not reveal_protected
     address = None
@@ -292,18 +304,9 @@ def _summary(m: Any, reveal_protected: bool) -> PersonSummary:
         died_on=m["died_on"], emigrated=bool(m["emigrated"]))
 
 
-def _persons(conn: sa.Connection, keys: set[str], reveal_protected: bool
-             ) -> dict[str, PersonSummary]:
-    if not keys:
-        return {}
-    rows = conn.execute(sa.select(t.persons).where(t.persons.c.person_key.in_(sorted(keys))))
-    return {r.person_key: _summary(r._mapping, reveal_protected) for r in rows}
-
-
 def person_summary(conn: sa.Connection, person_key: str, *, reveal_protected: bool = False
                    ) -> PersonSummary | None:
-    key = resolve_key(conn, person_key)
-    row = conn.execute(sa.select(t.persons).where(t.persons.c.person_key == key)).first()
+    row = _person_row(conn, person_key)
     return _summary(row._mapping, reveal_protected) if row else None
 
 
@@ -312,20 +315,23 @@ def _cw(m: Any) -> CaseworkerView:
 
 
 def _cases(conn: sa.Connection, where: sa.ColumnElement[bool]) -> tuple[CaseView, ...]:
-    case_rows = conn.execute(sa.select(t.cases).where(where)
-                             .order_by(t.cases.c.opened_at, t.cases.c.case_key)).all()
-    if not case_rows:
-        return ()
-    keys = [r.case_key for r in case_rows]
-    workers: dict[str, list[CaseworkerView]] = {}
-    for r in conn.execute(sa.select(t.caseworkers).where(t.caseworkers.c.case_key.in_(keys))
-                          .order_by(t.caseworkers.c.assignment_key)):
-        workers.setdefault(r.case_key, []).append(_cw(r._mapping))
-    out = []
-    for r in case_rows:
+    """Cases and their caseworkers in one query (LEFT JOIN)."""
+    c, w = t.cases, t.caseworkers
+    q = (sa.select(c, w.c.assignment_key, w.c.caseworker_id, w.c.role,
+                   w.c.name.label("cw_name"), w.c.unit_id.label("cw_unit_id"), w.c.contact)
+         .select_from(c.outerjoin(w, w.c.case_key == c.c.case_key)).where(where)
+         .order_by(c.c.opened_at, c.c.case_key, w.c.assignment_key))
+    found: dict[str, tuple[Any, list[CaseworkerView]]] = {}
+    for r in conn.execute(q):
         m = r._mapping
-        ws = tuple(workers.get(r.case_key, ()))
-        primary = next((w for w in ws if w.role == "primary"), None)
+        entry = found.setdefault(m["case_key"], (m, []))
+        if m["caseworker_id"] is not None:
+            entry[1].append(CaseworkerView(m["caseworker_id"], m["cw_name"], m["cw_unit_id"],
+                                           m["role"], m["contact"]))
+    out = []
+    for m, workers in found.values():
+        ws = tuple(workers)
+        primary = next((x for x in ws if x.role == "primary"), None)
         out.append(CaseView(
             case_key=m["case_key"], person_key=m["person_key"], source_system=m["source_system"],
             department=m["department"], unit_id=m["unit_id"], unit_name=m["unit_name"],
@@ -349,19 +355,29 @@ def _active_period(start: date | None, end: date | None, ended: date | None, tod
 def _household(conn: sa.Connection, person: PersonSummary, address_id: str | None,
                today: date, reveal_protected: bool) -> tuple[HouseholdMember, ...]:
     key = person.person_key
-    rel: dict[str, str] = {}
     r = t.relations
-    for row in conn.execute(sa.select(r.c.related_key, r.c.relation).where(r.c.person_key == key)):
-        rel[row.related_key] = row.relation
-    for row in conn.execute(sa.select(r.c.person_key, r.c.relation).where(r.c.related_key == key)):
-        rel.setdefault(row.person_key, INVERSE.get(row.relation, row.relation))
-    same: set[str] = set()
+    rel: dict[str, str] = {}
+    inverse: list[tuple[str, str]] = []
+    for row in conn.execute(sa.select(r.c.person_key, r.c.related_key, r.c.relation).where(
+            sa.or_(r.c.person_key == key, r.c.related_key == key))):
+        if row.person_key == key:
+            rel[row.related_key] = row.relation
+        else:
+            inverse.append((row.person_key, INVERSE.get(row.relation, row.relation)))
+    for other, relation in inverse:
+        rel.setdefault(other, relation)
+    rel.pop(key, None)
+    p = t.persons
+    where = p.c.person_key.in_(sorted(rel)) if rel else sa.false()
     if address_id:
-        same = set(conn.execute(sa.select(t.persons.c.person_key)
-                                .where(t.persons.c.address_id == address_id)).scalars())
-    same.discard(key)
-    others = _persons(conn, set(rel) | same, reveal_protected)
-    members = [HouseholdMember(p, rel.get(k), k in same) for k, p in others.items()]
+        where = sa.or_(where, p.c.address_id == address_id)
+    members = []
+    for row in conn.execute(sa.select(p).where(where)):
+        if row.person_key == key:
+            continue
+        same = address_id is not None and row.address_id == address_id
+        members.append(HouseholdMember(_summary(row._mapping, reveal_protected),
+                                       rel.get(row.person_key), same))
     members.sort(key=lambda m: (m.person.birth_date or date.min, m.person.person_key))
     return tuple(members)
 
@@ -381,10 +397,10 @@ def citizen_overview(conn: sa.Connection, person_key: str, *, today: date | None
                      reveal_protected: bool = False) -> CitizenOverview | None:
     """Everything the glasplade shows for one person, or None if the person is unknown."""
     day = _today(today)
-    key = resolve_key(conn, person_key)
-    row = conn.execute(sa.select(t.persons).where(t.persons.c.person_key == key)).first()
+    row = _person_row(conn, person_key)
     if row is None:
         return None
+    key = row.person_key
     person = _summary(row._mapping, reveal_protected)
     household = _household(conn, person, row.address_id, day, reveal_protected)
     cases = _cases(conn, t.cases.c.person_key == key)
@@ -426,25 +442,27 @@ def _flags(cases: tuple[CaseView, ...]) -> tuple[SystemFlag, ...]:
 
 
 def pathways_of(conn: sa.Connection, person_key: str) -> tuple[PathwayView, ...]:
-    """Coordinated pathways the person is a member of (newest first)."""
-    ids = list(conn.execute(sa.select(t.pathway_members.c.pathway_id)
-                            .where(t.pathway_members.c.person_key == person_key)).scalars())
-    if not ids:
-        return ()
-    members: dict[str, list[str]] = {}
-    for r in conn.execute(sa.select(t.pathway_members).where(
-            t.pathway_members.c.pathway_id.in_(ids)).order_by(t.pathway_members.c.member_key)):
-        members.setdefault(r.pathway_id, []).append(r.person_key)
+    """Coordinated pathways the person is a member of (newest first), in one query."""
+    mine, everyone, p = (t.pathway_members.alias("mine"), t.pathway_members.alias("everyone"),
+                         t.pathways)
+    q = (sa.select(p, everyone.c.person_key.label("member"))
+         .select_from(mine.join(p, p.c.pathway_id == mine.c.pathway_id)
+                      .join(everyone, everyone.c.pathway_id == p.c.pathway_id))
+         .where(mine.c.person_key == person_key)
+         .order_by(p.c.pathway_id, everyone.c.member_key))
+    found: dict[str, tuple[Any, list[str]]] = {}
+    for r in conn.execute(q):
+        found.setdefault(r.pathway_id, (r, []))[1].append(r.member)
     out = []
-    for m in conn.execute(sa.select(t.pathways).where(t.pathways.c.pathway_id.in_(ids))):
+    for m, members in found.values():
         tov = (CaseworkerView(m.tovholder_id, m.tovholder_name, m.tovholder_unit_id, "tovholder",
                               None) if m.tovholder_id else None)
         out.append(PathwayView(
             m.pathway_id, m.person_key, m.anchor_unit_id, m.anchor_unit_name, m.rule_id,
             m.status, _aware(m.started_at), _aware(m.closed_at), m.close_reason, tov,
-            tuple(members.get(m.pathway_id, ())), m.meetings, _aware(m.last_meeting_at),
+            tuple(members), m.meetings, _aware(m.last_meeting_at),
             m.last_meeting_type, m.plan_summary, m.progression))
-    out.sort(key=lambda p: (p.started_at or datetime.min.replace(tzinfo=UTC)), reverse=True)
+    out.sort(key=lambda x: (x.started_at or datetime.min.replace(tzinfo=UTC)), reverse=True)
     return tuple(out)
 
 
@@ -515,7 +533,8 @@ def case_history(conn: sa.Connection, case_key: str, *, limit: int | None = None
     if limit:
         q = q.limit(limit)
     return [TimelineEntry(r.position, r.case_key, _aware(r.occurred_at), _aware(r.recorded_at),
-                          r.source_system, r.actor, r.event_type, r.summary, dict(r.details))
+                          r.source_system, r.actor, r.event_type, r.summary,
+                          orjson.loads(r.details))
             for r in conn.execute(q)]
 
 

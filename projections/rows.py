@@ -111,6 +111,9 @@ class RowCache:
         self._rows: dict[str, dict[str, Any] | None] = {}
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
+        self._complete = False
+        self._absent: set[str] = set()
+        """Keys known not to be in the table: their rows are inserted, not upserted."""
         self._conn: sa.Connection | None = None
         # SQLite hands back naive timestamps: make them aware again (UTC, as written).
         self._aware = [c.name for c in table.columns
@@ -128,21 +131,52 @@ class RowCache:
             chunk = wanted[i:i + size]
             for k in chunk:
                 self._rows[k] = None
+            self._absent.update(chunk)
             if pg:  # one array parameter: a cached statement, no per-key bind rendering
                 result = conn.execute(self._select_any, {"keys": chunk})
             else:
                 result = conn.execute(sa.select(self.table).where(self.key_column.in_(chunk)))
             for row in result:
-                m = dict(row._mapping)
-                for name in self._aware:
-                    v = m[name]
-                    if v is not None and v.tzinfo is None:
-                        m[name] = v.replace(tzinfo=UTC)
-                self._rows[m[self.key_column.name]] = m
+                m = self._fix(dict(row._mapping))
+                key = m[self.key_column.name]
+                self._rows[key] = m
+                self._absent.discard(key)
+
+    def load_all(self, conn: sa.Connection) -> None:
+        """Read the whole table (for small tables such as aliases)."""
+        self._conn = conn
+        for row in conn.execute(sa.select(self.table)):
+            m = self._fix(dict(row._mapping))
+            self._rows.setdefault(m[self.key_column.name], m)
+        self._complete = True
+
+    def load_where(self, conn: sa.Connection, column: str, values: Iterable[str]) -> None:
+        """Also read every row whose ``column`` is one of ``values`` (rows already in memory
+        are kept as they are: they may hold this batch's changes)."""
+        self._conn = conn
+        wanted = sorted(set(values))
+        if not wanted:
+            return
+        col = self.table.c[column]
+        for row in conn.execute(sa.select(self.table).where(col.in_(wanted))):
+            m = self._fix(dict(row._mapping))
+            key = m[self.key_column.name]
+            if key not in self._rows:
+                self._rows[key] = m
+                self._absent.discard(key)
+
+    def _fix(self, m: dict[str, Any]) -> dict[str, Any]:
+        for name in self._aware:
+            v = m[name]
+            if v is not None and v.tzinfo is None:
+                m[name] = v.replace(tzinfo=UTC)
+        return m
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The row (a dict to change in place, then ``put``), or None. Loads it if not loaded."""
         if key not in self._rows:
+            if self._complete:  # the whole table is in memory: absent means absent
+                return None
             if self._conn is None:
                 raise RuntimeError(f"{self.table.name}: load() before get()")
             self.load(self._conn, [key])
@@ -160,13 +194,21 @@ class RowCache:
         self._dirty.discard(key)
 
     def flush(self, conn: sa.Connection) -> None:
-        """Write changed rows (upsert) and remove deleted ones; the cache stays usable."""
+        """Remove deleted rows, insert new ones (COPY on PostgreSQL) and upsert the others;
+        the cache stays usable."""
         if self._deleted:
             keys = sorted(self._deleted)
             for i in range(0, len(keys), _CHUNK):
                 conn.execute(self.table.delete().where(self.key_column.in_(keys[i:i + _CHUNK])))
-        rows = [self._rows[k] for k in sorted(self._dirty)]
-        upsert(conn, self.table, [r for r in rows if r is not None], unique=True)
+            self._absent |= self._deleted
+        new, changed = [], []
+        for k in sorted(self._dirty):
+            row = self._rows[k]
+            if row is not None:
+                (new if k in self._absent else changed).append(row)
+        insert_many(conn, self.table, new)
+        upsert(conn, self.table, changed, unique=True)
+        self._absent -= self._dirty
         self._dirty.clear()
         self._deleted.clear()
 
@@ -183,3 +225,4 @@ class RowCache:
         self._rows.clear()
         self._dirty.clear()
         self._deleted.clear()
+        self._absent.clear()

@@ -71,8 +71,4 @@ class CuraClient(HttpClient):
         return entries[0]["resource"] if entries else None
 
     def patient_cpr(self, patient_id: str) -> str | None:
-        patient = self.read("Patient", patient_id)
-        for ident in patient.get("identifier") or []:
-            if ident.get("system") == fhir.CPR_SYSTEM and ident.get("value"):
-                return ident["value"]
-        return None
+        return fhir.cpr_of_patient(self.read("Patient", patient_id))

@@ -54,7 +54,7 @@ class FhirStream(Stream):
     def read(self, cursor: str | None) -> Iterator[Batch]:
         after: tuple[datetime, str] | None = None
         params = {**self.params, "_count": str(self.connector.page_size),
-                  "_sort": self.order_param}
+                  "_sort": self.order_param, "_include": f"{self.resource_type}:subject"}
         if cursor:
             at, _, rid = cursor.partition("|")
             after = (fhir.parse_instant(at), rid)
@@ -63,7 +63,13 @@ class FhirStream(Stream):
             events: list[ev.CanonicalEvent] = []
             dead: list[DeadLetter] = []
             last: tuple[datetime, str] | None = None
-            for entry in bundle.get("entry") or []:
+            entries = bundle.get("entry") or []
+            self.connector.remember_patients(
+                e.get("resource") or {} for e in entries
+                if (e.get("search") or {}).get("mode") == "include")
+            for entry in entries:
+                if (entry.get("search") or {}).get("mode") == "include":
+                    continue
                 resource = entry.get("resource") or {}
                 rid = str(resource.get("id", ""))
                 try:
@@ -94,6 +100,12 @@ class CuraConnector(Connector):
         self.client = client
         self.page_size = page_size
         self._cprs: dict[str, str | None] = {}
+
+    def remember_patients(self, patients) -> None:
+        """Patients included in a Bundle (``_include=<type>:subject``) save a lookup each."""
+        for p in patients:
+            if p.get("resourceType") == "Patient" and p.get("id"):
+                self._cprs[p["id"]] = fhir.cpr_of_patient(p)
 
     def cpr_of(self, patient_id: str) -> str | None:
         if patient_id not in self._cprs:

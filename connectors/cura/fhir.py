@@ -86,3 +86,11 @@ def ref_id(reference: dict | None, kind: str) -> str | None:
     if not isinstance(ref, str) or not ref.startswith(kind + "/"):
         return None
     return ref.split("/", 1)[1] or None
+
+
+def cpr_of_patient(patient: dict) -> str | None:
+    """The CPR number among a Patient's identifiers, or None."""
+    for ident in patient.get("identifier") or []:
+        if ident.get("system") == CPR_SYSTEM and ident.get("value"):
+            return ident["value"]
+    return None

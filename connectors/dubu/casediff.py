@@ -95,6 +95,8 @@ class KnownCases:
         self.source_system = source_system
         self.position = 0
         self.cases: dict[str, CaseState] = {}
+        self.newest_opened: datetime | None = None
+        """The latest business time of a ``CaseOpened`` of this system in the store."""
 
     def catch_up(self, batch_size: int = 5000) -> None:
         # Rows carry source system and case key in clear: only this system's are decrypted.
@@ -113,6 +115,8 @@ class KnownCases:
         if isinstance(p, ev.CaseOpened):
             if s.status is None:
                 s.status = p.status
+            if self.newest_opened is None or e.occurred_at > self.newest_opened:
+                self.newest_opened = e.occurred_at
         elif isinstance(p, ev.CaseStatusChanged):
             s.status = p.status
             s.status_changes += 1

@@ -6,12 +6,12 @@ the ``X-Tenant`` header on every call. Transport, retries and re-login on 401 ar
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import httpx
 
-from connectors.fasit.dates import to_wire
+from connectors.fasit.dates import parse_timestamp, to_wire
 from connectors.http import Auth, HttpClient, send_login
 from hub.ingest.connector import AuthenticationFailed, SourceUnavailable
 
@@ -43,6 +43,13 @@ class BearerToken(Auth):
         ttl = float(body.get("expires_in", 300))
         self.margin = min(60.0, ttl / 4)
         return {"Authorization": f"Bearer {body['access_token']}"}, ttl
+
+
+def _before_or_at(value: str, bound: datetime) -> bool:
+    try:
+        return parse_timestamp(value) <= bound
+    except ValueError:
+        return False  # a malformed date: let the mapping dead-letter the note
 
 
 def _field(body: Any, name: str, kind: type) -> Any:
@@ -82,6 +89,7 @@ class FasitClient(HttpClient):
 
     def journal_notes(self, citizen_id: str, after: str | None) -> Iterator[Any]:
         """Notes newest first by ``eventDate``, until one is not after ``after`` (ISO, UTC)."""
+        bound = parse_timestamp(after) if after else None
         page = 1
         while True:
             body = self.post_json("api/citizen/journal/queries/getjournalnotesforcitizenid", {
@@ -94,7 +102,7 @@ class FasitClient(HttpClient):
             notes = _field(body, "journalNotes", list)
             for note in notes:
                 when = note.get("eventDate") if isinstance(note, dict) else None
-                if after and isinstance(when, str) and when <= after:
+                if bound and isinstance(when, str) and _before_or_at(when, bound):
                     return
                 yield note
             if len(notes) < JOURNAL_PAGE:

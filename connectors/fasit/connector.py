@@ -1,12 +1,11 @@
-"""The Fasit connector: two streams over the jobcentre backend's queries.
+"""The Fasit connector: two streams over the jobcentre backend's queries, in this order.
 
-- ``cases``: new cases, incrementally: ``/api/search`` with ``Cases.CreatedOn gt <cursor>`` (less
-  an overlap), then ``getcases`` for each citizen found. Cursor: the newest ``createdOn`` seen,
-  moved only when the whole search has been read.
 - ``citizens``: a sweep of every citizen Fasit knows: ``getcases`` (status and caseworker changes,
   found by diffing against the store as for DUBU), journal notes newer than the cursor's
-  ``eventDate`` (less an overlap, newest first), and person-group markings. Cursor: the search
-  page to resume from and the journal high-water mark.
+  ``eventDate`` (less an overlap, newest first), and person-group markings. Expensive (three
+  requests per citizen): with ``FASIT_SWEEP_INTERVAL_S`` it runs only that often.
+- ``cases``: new cases, incrementally and cheaply: ``/api/search`` with ``Cases.CreatedOn gt
+  <cursor>`` (less an overlap), then ``getcases`` for each citizen found.
 Both streams diff cases against the same ``KnownCases``, so a case found by both is recorded once.
 See docs/connectors/fasit.md.
 """
@@ -50,6 +49,7 @@ class FasitConfig:
     token: str | None = None
     created_overlap: timedelta = timedelta(minutes=10)
     journal_overlap: timedelta = timedelta(days=30)
+    sweep_interval: timedelta = timedelta(0)
     page_size: int = 250
     timeout: float = 30.0
     verify: bool = True
@@ -72,6 +72,7 @@ class FasitConfig:
                    token=token,
                    created_overlap=timedelta(seconds=float(get("created_overlap_s", 600))),
                    journal_overlap=timedelta(days=float(get("journal_overlap_days", 30))),
+                   sweep_interval=timedelta(seconds=float(get("sweep_interval_s", 0))),
                    page_size=int(get("page_size", 250)), timeout=float(get("timeout", 30)),
                    verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"),
                    retry=RetryPolicy(attempts=int(get("retry_attempts", 3)),
@@ -157,7 +158,8 @@ class _Citizen:
 class CasesStream(Stream):
     """Cursor ``{"since", "page", "newest"}``: the search ``Cases.CreatedOn gt since`` is read
     page by page (a restart resumes at ``page``); when it is done, ``since`` becomes the newest
-    ``createdOn`` seen."""
+    ``createdOn`` seen. Without a cursor, ``since`` is the newest Fasit case the store knows
+    (the ``citizens`` sweep, which runs first, has loaded the rest)."""
 
     name = "cases"
 
@@ -168,6 +170,8 @@ class CasesStream(Stream):
     def read(self, cursor: str | None) -> Iterator[Batch]:
         self.run.known.catch_up()
         state = orjson.loads(cursor) if cursor else {}
+        if not cursor and self.run.known.newest_opened is not None:
+            state = {"since": timestamp_to_wire(self.run.known.newest_opened)}
         since, newest = state.get("since"), state.get("newest") or state.get("since")
         after = parse_timestamp(since) - self.config.created_overlap if since else None
         rules = ([{"field": "Cases.CreatedOn", "operator": "gt",
@@ -188,8 +192,9 @@ class CasesStream(Stream):
 
 
 class CitizensStream(Stream):
-    """Cursor ``{"page", "journal_after", "journal_max"}``: the sweep's next search page and the
-    journal high-water mark (``eventDate``) that the next sweep reads back from."""
+    """Cursor ``{"page", "journal_after", "journal_max", "swept_at"}``: the sweep's next search
+    page, the journal high-water mark (``eventDate``) that the next sweep reads back from, and
+    when the last sweep finished (a new one starts ``sweep_interval`` after it)."""
 
     name = "citizens"
 
@@ -200,6 +205,10 @@ class CitizensStream(Stream):
     def read(self, cursor: str | None) -> Iterator[Batch]:
         self.run.known.catch_up()
         state = orjson.loads(cursor) if cursor else {}
+        swept_at = state.get("swept_at")
+        if (int(state.get("page", 1)) == 1 and swept_at and self.config.sweep_interval
+                and self.now() - parse_timestamp(swept_at) < self.config.sweep_interval):
+            return  # not due: the ``cases`` stream keeps new cases coming meanwhile
         journal_after = state.get("journal_after")
         journal_max = state.get("journal_max") or journal_after
         after = (timestamp_to_wire(parse_timestamp(journal_after) - self.config.journal_overlap)
@@ -215,9 +224,10 @@ class CitizensStream(Stream):
                     if newest and (journal_max is None or newest > journal_max):
                         journal_max = newest
                     work.markings(*who)
-            state = ({"page": 1, "journal_after": journal_max, "journal_max": journal_max}
+            state = ({"page": 1, "journal_after": journal_max, "journal_max": journal_max,
+                      "swept_at": timestamp_to_wire(self.now())}
                      if last else {"page": number + 1, "journal_after": journal_after,
-                                   "journal_max": journal_max})
+                                   "journal_max": journal_max, "swept_at": swept_at})
             yield Batch(work.events, work.dead, orjson.dumps(state).decode())
 
 
@@ -251,8 +261,8 @@ class FasitConnector(Connector):
 
     def streams(self) -> list[Stream]:
         run = _Pass(self.known())
-        return [CasesStream(self.client, self.config, run, self.now),
-                CitizensStream(self.client, self.config, run, self.now)]
+        return [CitizensStream(self.client, self.config, run, self.now),
+                CasesStream(self.client, self.config, run, self.now)]
 
     def close(self) -> None:
         self.client.close()

@@ -40,6 +40,7 @@ ROUTER_MODULES: list[str] = [
     "hub.api.pages.citizen",
     "hub.api.pages.cases",
     "hub.api.pages.access_log",
+    "hub.api.routers.targets",
 ]
 
 HERE = Path(__file__).parent

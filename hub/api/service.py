@@ -84,10 +84,11 @@ class Glasplade:
     # --- capabilities (menu, buttons) -----------------------------------------------------
 
     def capable(self, user: User, capability: str | None) -> bool:
-        return {None: True, "person": self.policy.may_see_person,
-                "access_log": self.policy.may_read_access_log,
-                "consent": self.policy.may_record_consent,
-                "operate": self.policy.may_operate}[capability](user) if capability else True
+        checks = {"person": self.policy.may_see_person,
+                  "access_log": self.policy.may_read_access_log,
+                  "consent": self.policy.may_record_consent,
+                  "operate": self.policy.may_operate}
+        return capability is None or checks[capability](user)
 
     def purpose_label(self, purpose_id: str) -> str:
         return next((p.label for p in self.policy.purposes if p.purpose_id == purpose_id),

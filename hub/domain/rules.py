@@ -420,7 +420,7 @@ def _milestones(rule: Rule, facts: Facts, active: list[CaseFact], as_of: date
         if p.birth_date is None or p.birth_date <= adult:
             continue
         cases = [c for c in active if c.person_key == p.person_key
-                 and (not rule.departments or c.department in rule.departments)]
+                 and c.department in rule.departments]  # no departments: no case evidence
         if rule.departments and not cases:
             continue
         due = {f"milestone:{m.meeting_type}" for m in rule.milestones

@@ -1,6 +1,6 @@
 """Rules compiled to SQL over the target-group fact tables: one query per rule, the same on SQLite
-and PostgreSQL (SQLAlchemy Core). Each query yields rows (subjects, group_key, items, ...): ``subjects`` and every ``items``
-column are newline-separated lists aggregated in SQL (``string_agg`` / ``group_concat``), so a
+and PostgreSQL (SQLAlchemy Core). Each query yields rows (subjects, group_key, items, ...):
+``subjects`` and every ``items`` column are newline-separated lists aggregated in SQL (``string_agg`` / ``group_concat``), so a
 rule returns about one row per match rather than one per piece of evidence. Every subject of a
 row matches with the union of the row's items as evidence (rows of the same subject add up).
 
@@ -118,10 +118,21 @@ def _age_milestone(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
 
 
 def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
-    rel = t["relations"]
-    w = _active_cases(t, rule.departments).cte("w")
-    anchors = sa.select(w.c.person_key).where(
-        w.c.department == rule.departments[0]).distinct().cte("anchors")
+    rel, c = t["relations"], t["cases"]
+    # Phase 1, cheap semi-joins: anchors (an active case in the first department) whose family
+    # has an active case in every other department. Phase 2 gathers the evidence of those only.
+    # Subqueries, not CTEs: PostgreSQL then plans them with the tables' statistics.
+    w = _active_cases(t, rule.departments).subquery("w")
+    first = _active_cases(t, rule.departments[:1]).subquery("first")
+    covers = []
+    for d in rule.departments[1:]:
+        related = (sa.select(rel.c.person_key).join(c, c.c.person_key == rel.c.related_key)
+                   .where(c.c.active == sa.true(), c.c.department == d))
+        if rule.relations:
+            related = related.where(rel.c.relation.in_(rule.relations))
+        own = sa.select(c.c.person_key).where(c.c.active == sa.true(), c.c.department == d)
+        covers.append(first.c.person_key.in_(sa.union(own, related)))
+    anchors = sa.select(first.c.person_key).where(*covers).distinct().cte("anchors")
     linked = sa.select(rel.c.person_key.label("anchor"), rel.c.related_key.label("member"),
                        rel.c.relation).join(anchors, anchors.c.person_key == rel.c.person_key)
     if rule.relations:

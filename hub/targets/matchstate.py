@@ -32,9 +32,15 @@ def _rows_for(conn: sa.Connection, table: sa.Table, subjects: list[str]) -> list
     return out
 
 
-def _delete(conn: sa.Connection, table: sa.Table, keys: list[Key]) -> None:
-    for chunk in _chunks(keys):
-        conn.execute(table.delete().where(sa.tuple_(table.c.rule_id, table.c.subject).in_(chunk)))
+def _delete(conn: sa.Connection, table: sa.Table, keys: Iterable[Key]) -> None:
+    """Delete rows by (rule_id, subject), per rule with ``subject IN (...)`` (index-friendly)."""
+    by_rule: dict[str, list[str]] = {}
+    for rule_id, subject in keys:
+        by_rule.setdefault(rule_id, []).append(subject)
+    for rule_id, subjects in sorted(by_rule.items()):
+        for chunk in _chunks(sorted(subjects)):
+            conn.execute(table.delete().where(table.c.rule_id == rule_id,
+                                              table.c.subject.in_(chunk)))
 
 
 def apply_match_events(conn: sa.Connection, p: Any, events: Sequence[ev.CanonicalEvent],
@@ -45,15 +51,22 @@ def apply_match_events(conn: sa.Connection, p: Any, events: Sequence[ev.Canonica
     wanted = set(keys)
     subjects = sorted({s for _, s in keys})
     matches: dict[Key, dict | None] = {k: None for k in keys}
+    stored: set[Key] = set()
     for row in _rows_for(conn, p.matches, subjects):
-        if (row["rule_id"], row["subject"]) in wanted:
-            matches[(row["rule_id"], row["subject"])] = row
+        k = (row["rule_id"], row["subject"])
+        if k in wanted:
+            matches[k] = row
+            stored.add(k)
     episodes: dict[Key, int] = {k: 0 for k in keys}
     history: dict[tuple[str, str, int], dict] = {}
+    stored_history: set[tuple[str, str, int]] = set()
     for row in _rows_for(conn, p.match_history, subjects):
         k = (row["rule_id"], row["subject"])
         if k in wanted:
             episodes[k] = max(episodes[k], row["episode"])
+            history[(*k, row["episode"])] = row
+            stored_history.add((*k, row["episode"]))
+    changed_history: set[tuple[str, str, int]] = set()
     for k, e in keyed:
         pl = e.payload
         if isinstance(pl, ev.TargetGroupMatchStarted):
@@ -64,32 +77,35 @@ def apply_match_events(conn: sa.Connection, p: Any, events: Sequence[ev.Canonica
                           "started_at": e.occurred_at, "explanation": pl.explanation,
                           "evidence": "\n".join(x for x in pl.evidence
                                                 if not x.startswith("group:"))}
-            history[(*k, episodes[k])] = {"rule_id": k[0], "subject": k[1],
-                                          "episode": episodes[k], "started_at": e.occurred_at,
-                                          "ended_at": None, "reason": None}
+            hk = (*k, episodes[k])
+            history[hk] = {"rule_id": k[0], "subject": k[1], "episode": episodes[k],
+                           "started_at": e.occurred_at, "ended_at": None, "reason": None}
+            changed_history.add(hk)
         elif matches[k] is not None:
-            row = matches[k]
-            hk = (*k, row["episode"])
-            if hk not in history:
-                found = conn.execute(sa.select(p.match_history).where(
-                    p.match_history.c.rule_id == k[0], p.match_history.c.subject == k[1],
-                    p.match_history.c.episode == row["episode"])).first()
-                history[hk] = dict(found._mapping) if found else {
-                    "rule_id": k[0], "subject": k[1], "episode": row["episode"],
-                    "started_at": row["started_at"]}
+            hk = (*k, matches[k]["episode"])
+            history.setdefault(hk, {"rule_id": k[0], "subject": k[1], "episode": hk[2],
+                                    "started_at": matches[k]["started_at"]})
             history[hk].update(ended_at=e.occurred_at, reason=pl.reason)
+            changed_history.add(hk)
             matches[k] = None
-    _delete(conn, p.matches, keys)
-    _delete(conn, p.match_units, keys)
-    for chunk in _chunks(list(history)):
-        h = p.match_history
-        conn.execute(h.delete().where(sa.tuple_(h.c.rule_id, h.c.subject, h.c.episode)
-                                      .in_(chunk)))
+    _delete(conn, p.matches, stored)
+    _delete(conn, p.match_units, stored)
+    h = p.match_history
+    updates = [history[hk] for hk in sorted(changed_history & stored_history)]
+    if updates:
+        conn.execute(h.update().where(h.c.rule_id == sa.bindparam("k_rule"),
+                                      h.c.subject == sa.bindparam("k_subject"),
+                                      h.c.episode == sa.bindparam("k_episode"))
+                     .values(ended_at=sa.bindparam("ended_at"), reason=sa.bindparam("reason")),
+                     [{"k_rule": x["rule_id"], "k_subject": x["subject"],
+                       "k_episode": x["episode"], "ended_at": x["ended_at"],
+                       "reason": x["reason"]} for x in updates])
+    inserts = [history[hk] for hk in sorted(changed_history - stored_history)]
+    for chunk in _chunks(inserts):
+        conn.execute(h.insert(), list(chunk))
     open_rows = [r for r in matches.values() if r is not None]
     for chunk in _chunks(open_rows):
         conn.execute(p.matches.insert(), list(chunk))
-    for chunk in _chunks(list(history.values())):
-        conn.execute(p.match_history.insert(), list(chunk))
     units = _units(conn, p, open_rows)
     for chunk in _chunks(units):
         conn.execute(p.match_units.insert(), list(chunk))

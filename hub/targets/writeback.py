@@ -137,6 +137,10 @@ def plan(rule_set: r.RuleSet, started: Sequence[r.Match], ended: Sequence[Any], 
     return out
 
 
+def create_tables(bind: sa.Engine | sa.Connection) -> None:
+    _md.create_all(bind)
+
+
 def _encode(c: Command) -> str:
     return orjson.dumps({"type": type(c).__name__, **dataclasses.asdict(c)}).decode()
 

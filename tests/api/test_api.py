@@ -197,3 +197,25 @@ def test_openapi_lists_versioned_paths(client):
               "/api/v1/persons/{person_key}/household", "/api/v1/cases/{case_key}/history",
               "/api/v1/access-log", "/api/v1/persons/{person_key}/consents"):
         assert p in paths, p
+
+
+def test_no_answer_without_a_recorded_view(client, world, hub, monkeypatch):
+    from hub.store.contract import StoreError
+
+    login(client, "anne")
+
+    def down(*a, **kw):
+        raise StoreError("could not connect")
+
+    monkeypatch.setattr(hub.store, "append", down)
+    r = client.get(f"/api/v1/persons/{world.child}/overview")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+    assert "Emil" not in r.text
+
+
+def test_auditor_search_finds_whom_not_where(client, world):
+    login(client, "rikke")
+    hits = client.get("/api/v1/persons", params={"q": "Maja"}).json()
+    assert hits[0]["first_name"] == "Maja" and hits[0]["address"] is None
+    login(client, "dennis")  # an admin does not search citizens
+    assert client.get("/api/v1/persons", params={"q": "Maja"}).status_code == 403

@@ -85,7 +85,8 @@ class TestCura(ConnectorSuite):
         runner = self.runner(one_store, connect())
         assert runner.run_once().ok
         case = next(c for c in municipality.cases if c.system == "cura" and c.status == "open")
-        at = municipality.as_of + timedelta(hours=1)
+        municipality.as_of += timedelta(hours=1)
+        at = municipality.as_of
         case.status = "closed"
         case.closed_at = at
         case.status_history.append(StatusChange("closed", at))
@@ -101,7 +102,7 @@ class TestCura(ConnectorSuite):
 
     def test_short_lived_tokens_are_refreshed_during_a_sweep(self, one_store, connect, simulator,
                                                              municipality):
-        simulator.faults.set(token_ttl=0.3, latency=0.02)
+        simulator.faults.set(token_ttl=0.8, latency=0.08)
         connector = connect()
         connector.client.auth.margin = 0.0
         report = self.runner(one_store, connector).run_once()
@@ -115,3 +116,36 @@ class TestCura(ConnectorSuite):
         monkeypatch.delenv("CURA_BASE_URL", raising=False)
         with pytest.raises(ConfigError, match="CURA_"):
             from_settings(Settings())
+
+    def test_patients_come_included_in_the_bundles(self, one_store, connect):
+        connector = connect()
+        report = self.runner(one_store, connector).run_once()
+        assert report.ok
+        # One request per page: the subjects' CPR numbers came with _include, no Patient reads.
+        assert connector.client.requests == report.connectors["cura"].batches
+
+    def test_secrets_from_files(self, connect, monkeypatch, tmp_path):
+        connect()  # the simulator's settings in the environment
+        import os
+        for key in ("PASSWORD", "API_KEY"):
+            secret = tmp_path / key.lower()
+            secret.write_text(os.environ[f"CURA_{key}"] + "\n")
+            monkeypatch.delenv(f"CURA_{key}")
+            monkeypatch.setenv(f"CURA_{key}_FILE", str(secret))
+        connect().check()
+
+    def test_a_grant_decided_earlier_today_is_not_missed(self, one_store, connect,
+                                                         municipality):
+        """Grants carry dates only; one added after the last read, dated before the cursor,
+        is still read (the server stamps the new version when it appears)."""
+        runner = self.runner(one_store, connect())
+        assert runner.run_once().ok
+        case = next(c for c in municipality.cases if c.system == "cura" and c.grants)
+        old = case.grants[0]
+        from dataclasses import replace
+        case.grants.append(replace(old, grant_id=f"{old.grant_id}-LATE", valid_to=None))
+        municipality.as_of += timedelta(hours=1)
+        report = runner.run_once()
+        assert report.ok and report.stored == 1
+        assert any(e.event_type == "GrantAwarded" and e.payload.grant_id.endswith("-LATE")
+                   for e in one_store.case_events(case.case_key))

@@ -142,26 +142,19 @@ class TestFasit(ConnectorSuite):
 
     # --- changes found by the sweep and the created-on search -------------------------------
 
-    def test_status_change_new_case_and_new_note(self, store, connect, simulator, municipality):
+    def test_status_change_and_new_note_found_by_the_sweep(self, store, connect, municipality):
         runner = self.runner(store, connect())
         assert runner.run_once().ok
         case = next(c for c in municipality.cases if c.system == "fasit" and c.status == "open")
         now = datetime.now(municipality.as_of.tzinfo)
         case.status, case.closed_at = "closed", now
         case.actions.append(CaseAction(f"{case.case_id}-NY", "meeting", now, "Afsluttende møde"))
-        new = Case("F-NEW-1", "fasit", "JOBCENTER", "JC-KONT", "Sygedagpenge", "Ny sag",
-                   case.person, now, caseworker_id="JC-KONT-CW0")
-        municipality.cases.append(new)
         report = runner.run_once()
         assert report.ok, report
-        # cases: the new case (opened + caseworker); citizens: changed + closed + note
-        assert report.connectors["fasit"].streams == {"cases": 2, "citizens": 3}
+        assert report.connectors["fasit"].streams == {"citizens": 3, "cases": 0}
         types = [e.event_type for e in store.case_events(f"fasit:{case.case_id}")]
         assert types[-3:] == ["CaseStatusChanged", "CaseClosed", "CaseActionRecorded"]
-        assert [e.event_type for e in store.case_events("fasit:F-NEW-1")] == [
-            "CaseOpened", "CaseworkerAssigned"]
-        again = runner.run_once()
-        assert again.ok and again.stored == 0
+        assert runner.run_once().stored == 0
         # Reopened and closed again: each change once.
         case.status, case.closed_at = "open", None
         assert runner.run_once().stored == 2  # changed + reopened
@@ -171,6 +164,29 @@ class TestFasit(ConnectorSuite):
                    if e.event_type == "CaseStatusChanged"]
         assert changes == ["closed", "open", "closed"]
 
+    def test_new_case_found_by_created_on_while_the_sweep_is_not_due(
+            self, store, connect, municipality, monkeypatch):
+        monkeypatch.setenv("FASIT_SWEEP_INTERVAL_S", "3600")
+        connector = connect()
+        runner = self.runner(store, connector)
+        first = runner.run_once()
+        assert first.ok and first.connectors["fasit"].streams["cases"] == 0  # no double read
+        assert self.stored_counts(store) == fasit_expected(municipality)
+        person = next(c.person for c in municipality.cases if c.system == "fasit")
+        other = next(c for c in municipality.cases if c.system == "fasit" and c.person != person)
+        new = Case("F-NEW-1", "fasit", "JOBCENTER", "JC-KONT", "Sygedagpenge", "Ny sag",
+                   person, datetime.now(municipality.as_of.tzinfo), caseworker_id="JC-KONT-CW0")
+        municipality.cases.append(new)
+        other.status = "closed"  # only the sweep would see this
+        before = connector.client.requests
+        report = runner.run_once()
+        assert report.ok and report.connectors["fasit"].streams == {"citizens": 0, "cases": 2}
+        assert connector.client.requests - before <= 3  # one search page, one getcases (+login)
+        assert [e.event_type for e in store.case_events("fasit:F-NEW-1")] == [
+            "CaseOpened", "CaseworkerAssigned"]
+        assert not [e for e in store.case_events(f"fasit:{other.case_id}")
+                    if e.event_type == "CaseClosed"]
+
     def test_cases_stream_searches_from_its_cursor(self, store, connect, municipality):
         connector = connect()
         assert self.runner(store, connector).run_once().ok
@@ -179,7 +195,7 @@ class TestFasit(ConnectorSuite):
         newest = max(c.opened_at for c in fasit)
         assert state == {"since": timestamp_to_wire(newest), "page": 1,
                          "newest": timestamp_to_wire(newest)}
-        cases_stream = connector.streams()[0]
+        cases_stream = connector.streams()[1]
         before = connector.client.requests
         batches = list(cases_stream.read(store.cursors("fasit")["cases"]))
         # One search page, then getcases only for the citizen(s) with a case created after

@@ -206,3 +206,13 @@ def test_fault_config_parses(spec, expected):
     assert (c.latency, c.error_rate, c.down) == expected
     with pytest.raises(ValueError, match="unknown fault"):
         FaultConfig.parse("nonsense=1")
+
+
+def test_status_database_down_does_not_stop_ingest(store, tmp_path):
+    status = StatusStore(f"sqlite:///{tmp_path / 'status.db'}")
+    status.engine.dispose()
+    (tmp_path / "status.db").unlink()
+    (tmp_path / "status.db").mkdir()  # the status database can no longer be opened
+    report = ConnectorRunner(store, [FakeConnector("cura", ListStream("cura", 3, 3))],
+                             status=status, retry=FAST).run_once()
+    assert report.ok and report.stored == 3

@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def store_url(tmp_path):
+def populated(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = make_store(url)
     world = populate(store)
@@ -42,8 +42,8 @@ def store_url(tmp_path):
     return url, world
 
 
-def test_serve_follows_the_store_and_serves(tmp_path, store_url, monkeypatch):
-    url, world = store_url
+def test_serve_follows_the_store_and_serves(tmp_path, populated, monkeypatch):
+    url, world = populated
     (tmp_path / "users.toml").write_text(USERS)
     monkeypatch.setenv("API_USERS_FILE", str(tmp_path / "users.toml"))
     port = free_port()
@@ -87,8 +87,8 @@ def test_serve_follows_the_store_and_serves(tmp_path, store_url, monkeypatch):
     assert f"http://127.0.0.1:{port}/" in out
 
 
-def test_serve_without_users_says_what_to_do(store_url):
-    url, _ = store_url
+def test_serve_without_users_says_what_to_do(populated):
+    url, _ = populated
     r = subprocess.run([GLASPLADE, "serve", "--port", str(free_port()), "--store", url],
                        capture_output=True, text=True, timeout=60, env=dict(os.environ))
     assert r.returncode == 1

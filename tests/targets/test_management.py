@@ -137,3 +137,15 @@ def test_mi_export_cli_writes_csv(store_url, tmp_path):
     bad_date = CliRunner().invoke(app, ["mi", "export", "--from", "2026-13-01", "--store",
                                         store_url])
     assert bad_date.exit_code == 1
+
+
+def test_bad_cadence_file_is_reported(tmp_path):
+    from hub.targets.loader import RuleFileError
+    bad = tmp_path / "c.toml"
+    bad.write_text('[[cadences]]\ncase_type = "x"\nfirst_days = 0\nevery_days = 7\n')
+    with pytest.raises(RuleFileError, match=r"cadences\[0\].first_days"):
+        load_cadences(bad)
+    bad.write_text('[[cadences]]\ncase_type = "x"\nevery = 7\n')
+    with pytest.raises(RuleFileError, match="unexpected keyword"):
+        load_cadences(bad)
+    assert set(load_cadences()) == {"anbringelse", "forebyggende"}

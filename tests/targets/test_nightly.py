@@ -148,3 +148,45 @@ def test_removed_rule_ends_its_matches(hub_parts):
     result = run_overlap(store, engine, only_family, b.AS_OF, projection)
     assert {x.rule_id for x in result.ended} == {"odense-buf-bsf-household"}
     assert {x.reason for x in result.ended} == {"Reglen er fjernet fra regelsættet"}
+
+
+def test_start_end_start_in_one_batch_and_counts_over_time(hub_parts):
+    """The bulk match-event path gives what one-by-one application would."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from hub.targets.feed import catch_up
+    from hub.targets.queries import counts_over_time, match_list
+
+    store, engine, projection = hub_parts
+    t = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+
+    def e(version, payload, at):
+        return ev.CanonicalEvent(uuid.uuid4(), "glasplade", "match:r:k1", version, at, payload,
+                                 person_key="k1")
+    store.append([
+        e("1:started", ev.TargetGroupMatchStarted("r", "1", "multi_department", "x",
+                                                  ("group:k1", "case:dubu:1")), t[0]),
+        e("1:ended", ev.TargetGroupMatchEnded("r", "1", "gone"), t[1]),
+        e("2:started", ev.TargetGroupMatchStarted("r", "1", "multi_department", "y",
+                                                  ("group:k1", "case:dubu:2")), t[2]),
+    ])
+    catch_up(store, engine, projection)
+    with engine.connect() as conn:
+        (row,) = match_list(conn, projection, "r")
+        assert (row.explanation, row.evidence) == ("y", ("case:dubu:2",))
+        counts = counts_over_time(conn, projection, "r", [
+            t[0], t[1] + timedelta(hours=1), t[2] + timedelta(hours=1)])
+    assert [n for _, n in counts] == [1, 0, 1]
+
+
+def test_age_milestone_without_departments_has_no_case_evidence():
+    """Found by the property test: the reference used to add every case as evidence."""
+    from hub.domain import rules as r
+    rule = r.Rule("m", "1", "age_milestone", "t", milestones=(r.Milestone(192, "m16"),))
+    f = r.Facts(persons=(r.PersonFact("p", date(2010, 1, 1)),),
+                cases=(r.CaseFact("c", "p", "BUF", "U"),))
+    (m,) = r.evaluate(rule, f, date(2026, 11, 29))
+    assert m.evidence == ("milestone:m16",)
+    held = r.Facts(f.persons, f.cases, meetings=(r.MeetingFact("p", "m16", date(2026, 1, 1)),))
+    assert r.evaluate(rule, held, date(2026, 11, 29)) == set()

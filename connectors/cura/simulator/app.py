@@ -147,10 +147,17 @@ def create_app(municipality: Municipality, faults: Faults, *, username: str, pas
             params.append(("_getpages", _token((fhir.instant(last.sort_at),
                                                 last.resource["id"]))))
             links.append({"relation": "next", "url": f"{base}?{urlencode(params)}"})
+        root = str(request.base_url).rstrip("/")
+        entries = [{"fullUrl": f"{root}/fhir/{kind}/{i.resource['id']}",
+                    "resource": served(i, kind), "search": {"mode": "match"}} for i in page]
+        if q.get("_include") == f"{kind}:subject":
+            patients = resources.patients()
+            for pid in dict.fromkeys(i.subject for i in page if i.subject):
+                if pid in patients:
+                    entries.append({"fullUrl": f"{root}/fhir/Patient/{pid}",
+                                    "resource": patients[pid], "search": {"mode": "include"}})
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
-                  "entry": [{"fullUrl": f"{str(request.base_url).rstrip('/')}/fhir/{kind}/"
-                             f"{i.resource['id']}", "resource": served(i, kind),
-                             "search": {"mode": "match"}} for i in page]}
+                  "entry": entries}
         return JSONResponse(bundle, media_type=FHIR_JSON)
 
     @app.get("/fhir/Patient")

@@ -45,6 +45,7 @@ class Resources:
         self._unit_map: dict = {}
         self._cw_map: dict = {}
         self._cache: dict[str, tuple] = {}
+        self._stamps: dict[str, dict[tuple, datetime]] = {}
 
     def _units(self) -> dict:
         if len(self._unit_map) != len(self.m.units):
@@ -90,7 +91,8 @@ class Resources:
     def care_provider(self, c: Case) -> Indexed:
         unit = self._units().get(c.unit_id)
         status_at = c.status_history[-1].at if c.status_history else c.opened_at
-        updated = c.updated_at or status_at
+        # A server never stamps the future: data dated after the simulated clock shows as now.
+        updated = min(c.updated_at or status_at, self.m.as_of)
         extensions = [
             {"url": fhir.CP_ORGANIZATION, "valueReference": {
                 "reference": f"Organization/{c.unit_id}", "display": unit.name if unit else None}},
@@ -125,6 +127,7 @@ class Resources:
         updated = max(_at(decided), c.opened_at)
         if completed:
             updated = max(updated, _at(g.valid_to))
+        updated = min(updated, self.m.as_of)  # a stamp from dates, never in the future
         period = {"start": g.valid_from.isoformat()}
         if g.valid_to:
             period["end"] = g.valid_to.isoformat()
@@ -211,20 +214,41 @@ class Resources:
         cached = self._cache.get(resource_type)
         if cached is None or cached[0] != key:
             items = self._build(resource_type)
+            if resource_type == "ProcedureRequest":
+                self._stamp(resource_type, items)
             items.sort(key=lambda i: (i.sort_at, i.resource["id"]))
             cached = (key, items)
             self._cache[resource_type] = cached
         return cached[1]
 
+    def _stamp(self, resource_type: str, items: list[Indexed]) -> None:
+        """A server stamps ``meta.lastUpdated`` when it stores a version. Grants only carry
+        dates, so a version that appears after the first build (the municipality evolved) is
+        stamped no earlier than the simulated clock: an incremental reader never misses it."""
+        first = resource_type not in self._stamps
+        stamps = self._stamps.setdefault(resource_type, {})
+        for item in items:
+            version = (item.resource["id"], item.resource["meta"]["versionId"])
+            at = stamps.get(version)
+            if at is None:
+                at = item.sort_at if first else max(item.sort_at, self.m.as_of)
+                stamps[version] = at
+            if at != item.sort_at:
+                item.sort_at = at
+                item.resource["meta"]["lastUpdated"] = fhir.instant(at)
+
     def _build(self, resource_type: str) -> list[Indexed]:
         out: list[Indexed] = []
+        now = self.m.as_of
         for c in self.cases():
+            # What happens after the simulated clock does not exist yet.
+            actions = [a for a in c.actions if a.occurred_at <= now]
             if resource_type == "Basic":
                 out.append(self.care_provider(c))
-                out += [self.task(c, a) for a in c.actions if a.action_type != "journal_note"]
+                out += [self.task(c, a) for a in actions if a.action_type != "journal_note"]
             elif resource_type == "ProcedureRequest":
                 out += [self.grant(c, g) for g in c.grants]
             elif resource_type == "Communication":
-                out += [self.communication(c, a) for a in c.actions
+                out += [self.communication(c, a) for a in actions
                         if a.action_type == "journal_note"]
         return out

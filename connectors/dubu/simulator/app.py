@@ -23,7 +23,7 @@ from connectors.dubu.simulator.odata import (
     parse_select,
     project,
 )
-from connectors.dubu.simulator.serving import NoDelaySimulator, RequestGuard
+from connectors.dubu.simulator.serving import RequestGuard
 from connectors.dubu.simulator.world import DubuWorld
 from connectors.simulation import FaultConfig, Faults, HttpSimulator, Tokens, fault_middleware
 from hub.synthetic.model import Municipality
@@ -160,6 +160,6 @@ def simulator(municipality: Municipality, faults: FaultConfig | Faults | None = 
         return {"DUBU_BASE_URL": url, "DUBU_USERNAME": credentials.username,
                 "DUBU_PASSWORD": credentials.password, "DUBU_IDP": credentials.idp}
 
-    sim = NoDelaySimulator("dubu", app, faults, env)
+    sim = HttpSimulator("dubu", app, faults, env)
     sim.world = world  # type: ignore[attr-defined]
     return sim

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors.dubu.simulator.serving import NoDelaySimulator, RequestGuard
+from connectors.dubu.simulator.serving import RequestGuard
 from connectors.fasit.dates import from_wire, parse_timestamp
 from connectors.fasit.mapping import STATUS_OF
 from connectors.fasit.simulator.world import FasitWorld, group_id
@@ -222,6 +222,6 @@ def simulator(municipality: Municipality, faults: FaultConfig | Faults | None = 
                 "FASIT_CLIENT_ID": credentials.client_id,
                 "FASIT_CLIENT_SECRET": credentials.client_secret}
 
-    sim = NoDelaySimulator("fasit", app, faults, env)
+    sim = HttpSimulator("fasit", app, faults, env)
     sim.world = world  # type: ignore[attr-defined]
     return sim
