@@ -240,9 +240,18 @@ class ProjectionRunner:
         self.reset(names)
         started = time.perf_counter()
         n = self.run(names, progress=progress)
+        self.analyze(names)
         log.info("projections rebuilt", projections=[p.name for p in self.select(names)],
                  events=n, seconds=round(time.perf_counter() - started, 3))
         return n
+
+    def analyze(self, names: Sequence[str] | None = None) -> None:
+        """Refresh the query planner's statistics of the projections' tables (after a bulk
+        load the planner would otherwise guess, and pick scans over index lookups)."""
+        with self.engine.connect() as conn, conn.begin():
+            for p in self.select(names):
+                for table in p.metadata.sorted_tables:
+                    conn.exec_driver_sql(f'ANALYZE "{table.name}"')
 
     def follow(self, names: Sequence[str] | None = None, *, stop: threading.Event | None = None,
                interval: float = 0.5, wait: Callable[[float], None] | None = None) -> None:

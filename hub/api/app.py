@@ -37,6 +37,7 @@ ROUTER_MODULES: list[str] = [
     "hub.api.routers.cases",
     "hub.api.routers.consent",
     "hub.api.routers.access_log",
+    "hub.api.routers.operations",
     "hub.api.pages.citizen",
     "hub.api.pages.cases",
     "hub.api.pages.access_log",

@@ -314,11 +314,11 @@ class Glasplade:
                 rows = q.accesses_by_user(conn, user_id or "", limit=limit)
             persons = {p.person_key: p for p in (
                 q.person_summary(conn, k) for k in {r.person_key for r in rows}) if p}
-        if person_key:
-            # Reading who looked at a person is itself a look at that person.
-            p = persons.get(person_key)
-            self.record(user, "audit", [Access(person_key, p.cpr if p else None, "access_log",
-                                               "audit")])
+        # Reading who looked at a person is itself a look at that person: every person the
+        # answer names is recorded (one for a person's log, each one for a user's log).
+        shown = {person_key} if person_key else {r.person_key for r in rows}
+        self.record(user, "audit", [Access(k, persons[k].cpr if k in persons else None,
+                                           "access_log", "audit") for k in sorted(shown)])
         return [AccessEntry(r.position, r.person_key,
                             persons[r.person_key].name if r.person_key in persons else None,
                             r.user_id, r.purpose, r.view, r.access, r.occurred_at)

@@ -85,6 +85,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{name}: version changed, rebuilding from the first event")
             with _bar(runner, names or None, "projections") as bar:
                 n = runner.run(names or None, progress=bar.update)
+            if reset:
+                runner.analyze(reset)
             typer.echo(f"applied {n} events; up to date at position {runner.store.max_position()}")
             if follow:
                 stop = threading.Event()

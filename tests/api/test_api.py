@@ -219,3 +219,17 @@ def test_auditor_search_finds_whom_not_where(client, world):
     assert hits[0]["first_name"] == "Maja" and hits[0]["address"] is None
     login(client, "dennis")  # an admin does not search citizens
     assert client.get("/api/v1/persons", params={"q": "Maja"}).status_code == 403
+
+
+def test_reading_a_users_log_records_every_person_named(client, world, hub):
+    login(client, "anne")
+    client.get(f"/api/v1/persons/{world.mother}/overview")
+    client.get(f"/api/v1/persons/{world.child}/overview")
+    login(client, "rikke")
+    before = hub.store.max_position()
+    rows = client.get("/api/v1/access-log", params={"user": "anne"}).json()
+    assert {r["person_key"] for r in rows} == {world.mother, world.child}
+    audit = [e for e in hub.store.read(after=before) if e.event_type == "PersonRecordAccessed"]
+    assert {e.person_key for e in audit} == {world.mother, world.child}
+    assert {(e.payload.view, e.payload.access, e.actor) for e in audit} == {
+        ("access_log", "audit", "rikke")}

@@ -139,3 +139,12 @@ def test_readyz_fails_when_store_is_gone(hub, world, app):
     with TestClient(app) as c:
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["problems"] == ["event store unreachable"]
+
+
+def test_projection_state_for_admins_only(client, world):
+    from tests.api.conftest import login
+    login(client, "dennis")
+    states = {s["name"]: s for s in client.get("/api/v1/projections").json()}
+    assert states["citizen_overview"]["lag"] == 0 and states["access_log"]["position"] > 0
+    login(client, "anne")
+    assert client.get("/api/v1/projections").status_code == 403
