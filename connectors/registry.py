@@ -5,8 +5,10 @@ Adding a system is one line in ``SYSTEMS`` plus its folder under ``connectors/``
     "mysystem": ("connectors.mysystem.connector:from_settings",
                  "connectors.mysystem.simulator:simulator"),
 
-- connector factory: ``(settings: hub.config.Settings) -> hub.ingest.connector.Connector``,
-  reading its own settings with ``settings.component("mysystem", "base_url")`` etc.
+- connector factory: ``(settings: hub.config.Settings, store: EventStore | None = None)
+  -> hub.ingest.connector.Connector``, reading its own settings with
+  ``settings.component("mysystem", "base_url")``; ``store`` is the store the runner appends to
+  (snapshot-diffing connectors read what it already knows from it).
 - simulator factory: ``(municipality: hub.synthetic.model.Municipality,
   faults: connectors.simulation.FaultConfig) -> connectors.simulation.Simulator``.
 Nothing is imported until asked for (no import-time building).
@@ -68,7 +70,9 @@ def enabled(settings: Settings) -> list[str]:
     return out
 
 
-def build_connectors(settings: Settings, only: Iterable[str] | None = None) -> list[Any]:
-    """The configured connectors (or exactly ``only``, which must be configured)."""
+def build_connectors(settings: Settings, only: Iterable[str] | None = None,
+                     store: Any = None) -> list[Any]:
+    """The configured connectors (or exactly ``only``, which must be configured), reading what
+    the store knows from ``store`` (the one the runner appends to)."""
     chosen = list(only) if only else enabled(settings)
-    return [connector_factory(name)(settings) for name in chosen]
+    return [connector_factory(name)(settings, store=store) for name in chosen]

@@ -144,7 +144,7 @@ def _required(settings: Settings, key: str) -> str:
     return str(value)
 
 
-def from_settings(settings: Settings) -> CuraConnector:
+def from_settings(settings: Settings, store: object = None) -> CuraConnector:
     """Build from ``CURA_*`` settings (see docs/connectors/cura.md)."""
     c = settings.component
     auth = CuraAuth(

@@ -141,6 +141,6 @@ class KafkaConnector(Connector):
                 for tp, end in ends.items()}
 
 
-def from_settings(settings) -> KafkaConnector:
+def from_settings(settings, store: object = None) -> KafkaConnector:
     """The registry's factory: ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_TOPIC``, ... (see config)."""
     return KafkaConnector.from_settings(settings)

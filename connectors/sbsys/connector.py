@@ -127,7 +127,7 @@ def client_from_settings(settings: Settings) -> SbsysClient:
         verify=str(c("sbsys", "verify_tls", "true")).lower() not in ("0", "false", "no"))
 
 
-def from_settings(settings: Settings) -> SbsysConnector:
+def from_settings(settings: Settings, store: object = None) -> SbsysConnector:
     """Build from ``SBSYS_*`` settings (see docs/connectors/sbsys.md)."""
     c = settings.component
     return SbsysConnector(client_from_settings(settings),

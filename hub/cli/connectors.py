@@ -40,7 +40,7 @@ def run(
     hub = build_hub(store)
     try:
         try:
-            connectors = registry.build_connectors(hub.settings, only or None)
+            connectors = registry.build_connectors(hub.settings, only or None, store=hub.store)
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
