@@ -49,7 +49,10 @@ def utc(value: datetime | None) -> datetime | None:
     """Aware timestamps as UTC (SQLite keeps no offset: store them all in one zone)."""
     if value is None:
         return None
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is UTC:
+        return value
+    if tz is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
@@ -90,7 +93,8 @@ def summarize(p: ev.Payload) -> str:
         case ev.CaseReopened():
             return "Sag genåbnet" + (f": {p.reason}" if p.reason else "")
         case ev.GrantAwarded():
-            period = f"{_d(p.valid_from)} til {p.valid_to.isoformat() if p.valid_to else 'ubestemt'}"
+            until = p.valid_to.isoformat() if p.valid_to else "ubestemt"
+            period = f"{_d(p.valid_from)} til {until}"
             return (f"Bevilling '{p.title}' efter {_basis(p.law, p.paragraph)} bevilget af "
                     f"{p.granting_unit_name}, {period}")
         case ev.GrantChanged():

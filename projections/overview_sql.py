@@ -17,11 +17,9 @@ from projections import citizen_tables as t
 KEY = "key"
 
 
-def _statements() -> dict[str, sa.Select]:
+def _statements() -> dict[str, Any]:
     key = sa.bindparam(KEY, type_=sa.String)
-    p, r, c, w = t.persons, t.relations, t.cases, t.caseworkers
-    related = sa.union(sa.select(r.c.related_key.label("k")).where(r.c.person_key == key),
-                       sa.select(r.c.person_key.label("k")).where(r.c.related_key == key))
+    p, r, c = t.persons, t.relations, t.cases
     home = sa.select(p.c.address_id).where(p.c.person_key == key).scalar_subquery()
     mine = t.pathway_members.alias("mine")
     everyone = t.pathway_members.alias("everyone")
@@ -30,10 +28,13 @@ def _statements() -> dict[str, sa.Select]:
         "person": sa.select(p).where(p.c.person_key == key),
         "relations": sa.select(r.c.person_key, r.c.related_key, r.c.relation).where(
             sa.or_(r.c.person_key == key, r.c.related_key == key)),
-        "household": sa.select(p).where(
-            p.c.person_key != key,
-            sa.or_(p.c.person_key.in_(sa.select(related.subquery().c.k)),
-                   p.c.address_id == home)),
+        # three index lookups (an OR over subqueries would scan every person)
+        "household": sa.union(
+            sa.select(p).where(p.c.address_id == home, p.c.person_key != key),
+            sa.select(p).where(p.c.person_key.in_(
+                sa.select(r.c.related_key).where(r.c.person_key == key))),
+            sa.select(p).where(p.c.person_key.in_(
+                sa.select(r.c.person_key).where(r.c.related_key == key)))),
         "cases": cases_statement(c.c.person_key == key),
         "grants": sa.select(t.grants).where(t.grants.c.person_key == key)
         .order_by(t.grants.c.valid_from, t.grants.c.grant_key),
@@ -57,7 +58,7 @@ def cases_statement(where: sa.ColumnElement[bool]) -> sa.Select:
             .order_by(c.c.opened_at, c.c.case_key, w.c.assignment_key))
 
 
-STATEMENTS = _statements()
+STATEMENTS: dict[str, Any] = _statements()
 _compiled: dict[str, list[tuple[str, str]]] = {}
 
 

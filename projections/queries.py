@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from projections import access_log as al
 from projections import case_history as ch
 from projections import citizen_tables as t
+from projections import overview_sql as sql
 
 #: Relation as seen from the other side ("A is B's parent" = "B is A's child").
 INVERSE = {"parent": "child", "child": "parent", "spouse": "spouse",
@@ -46,7 +47,8 @@ class AddressView:
     def text(self) -> str:
         unit = ", ".join(x for x in (self.floor, self.door) if x)
         line = f"{self.street or ''} {self.house_number or ''}".strip()
-        return f"{line}{', ' + unit if unit else ''}, {self.postcode or ''} {self.city or ''}".strip()
+        place = f"{self.postcode or ''} {self.city or ''}".strip()
+        return f"{line}{', ' + unit if unit else ''}, {place}".strip(" ,")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,16 +316,10 @@ def _cw(m: Any) -> CaseworkerView:
     return CaseworkerView(m["caseworker_id"], m["name"], m["unit_id"], m["role"], m["contact"])
 
 
-def _cases(conn: sa.Connection, where: sa.ColumnElement[bool]) -> tuple[CaseView, ...]:
-    """Cases and their caseworkers in one query (LEFT JOIN)."""
-    c, w = t.cases, t.caseworkers
-    q = (sa.select(c, w.c.assignment_key, w.c.caseworker_id, w.c.role,
-                   w.c.name.label("cw_name"), w.c.unit_id.label("cw_unit_id"), w.c.contact)
-         .select_from(c.outerjoin(w, w.c.case_key == c.c.case_key)).where(where)
-         .order_by(c.c.opened_at, c.c.case_key, w.c.assignment_key))
-    found: dict[str, tuple[Any, list[CaseworkerView]]] = {}
-    for r in conn.execute(q):
-        m = r._mapping
+def _cases(found_rows: list[dict[str, Any]]) -> tuple[CaseView, ...]:
+    """CaseViews from ``overview_sql.cases_statement`` rows (one per assignment)."""
+    found: dict[str, tuple[dict[str, Any], list[CaseworkerView]]] = {}
+    for m in found_rows:
         entry = found.setdefault(m["case_key"], (m, []))
         if m["caseworker_id"] is not None:
             entry[1].append(CaseworkerView(m["caseworker_id"], m["cw_name"], m["cw_unit_id"],
@@ -352,32 +348,21 @@ def _active_period(start: date | None, end: date | None, ended: date | None, tod
     return ended is None or ended > today
 
 
-def _household(conn: sa.Connection, person: PersonSummary, address_id: str | None,
-               today: date, reveal_protected: bool) -> tuple[HouseholdMember, ...]:
-    key = person.person_key
-    r = t.relations
+def _household(key: str, address_id: str | None, relations: list[dict[str, Any]],
+               persons: list[dict[str, Any]], reveal_protected: bool
+               ) -> tuple[HouseholdMember, ...]:
     rel: dict[str, str] = {}
     inverse: list[tuple[str, str]] = []
-    for row in conn.execute(sa.select(r.c.person_key, r.c.related_key, r.c.relation).where(
-            sa.or_(r.c.person_key == key, r.c.related_key == key))):
-        if row.person_key == key:
-            rel[row.related_key] = row.relation
+    for r in relations:
+        if r["person_key"] == key:
+            rel[r["related_key"]] = r["relation"]
         else:
-            inverse.append((row.person_key, INVERSE.get(row.relation, row.relation)))
+            inverse.append((r["person_key"], INVERSE.get(r["relation"], r["relation"])))
     for other, relation in inverse:
         rel.setdefault(other, relation)
-    rel.pop(key, None)
-    p = t.persons
-    where = p.c.person_key.in_(sorted(rel)) if rel else sa.false()
-    if address_id:
-        where = sa.or_(where, p.c.address_id == address_id)
-    members = []
-    for row in conn.execute(sa.select(p).where(where)):
-        if row.person_key == key:
-            continue
-        same = address_id is not None and row.address_id == address_id
-        members.append(HouseholdMember(_summary(row._mapping, reveal_protected),
-                                       rel.get(row.person_key), same))
+    members = [HouseholdMember(_summary(m, reveal_protected), rel.get(m["person_key"]),
+                               address_id is not None and m["address_id"] == address_id)
+               for m in persons if m["person_key"] != key]
     members.sort(key=lambda m: (m.person.birth_date or date.min, m.person.person_key))
     return tuple(members)
 
@@ -395,40 +380,46 @@ def _is_child(m: HouseholdMember, person: PersonSummary, today: date) -> bool:
 
 def citizen_overview(conn: sa.Connection, person_key: str, *, today: date | None = None,
                      reveal_protected: bool = False) -> CitizenOverview | None:
-    """Everything the glasplade shows for one person, or None if the person is unknown."""
+    """Everything the glasplade shows for one person, or None if the person is unknown.
+    One round trip on PostgreSQL (``overview_sql.fetch``)."""
     day = _today(today)
-    row = _person_row(conn, person_key)
-    if row is None:
-        return None
-    key = row.person_key
-    person = _summary(row._mapping, reveal_protected)
-    household = _household(conn, person, row.address_id, day, reveal_protected)
-    cases = _cases(conn, t.cases.c.person_key == key)
+    found = sql.fetch(conn, person_key)
+    if not found["person"]:
+        new = resolve_key(conn, person_key)
+        if new == person_key:
+            return None
+        found = sql.fetch(conn, new)
+        if not found["person"]:
+            return None
+    row = found["person"][0]
+    key = row["person_key"]
+    person = _summary(row, reveal_protected)
+    household = _household(key, row["address_id"], found["relations"], found["household"],
+                           reveal_protected)
+    cases = _cases(found["cases"])
     grants = tuple(
-        GrantView(m.grant_key, m.grant_id, m.source_system, m.case_key, m.kind, m.law,
-                  m.paragraph, m.title, m.granting_unit_id, m.granting_unit_name, m.valid_from,
-                  m.valid_to, m.extent, m.hours_per_week, m.monthly_rate, m.ended_on,
-                  _active_period(m.valid_from, m.valid_to, m.ended_on, day))
-        for m in conn.execute(sa.select(t.grants).where(t.grants.c.person_key == key)
-                              .order_by(t.grants.c.valid_from, t.grants.c.grant_key)))
+        GrantView(m["grant_key"], m["grant_id"], m["source_system"], m["case_key"], m["kind"],
+                  m["law"], m["paragraph"], m["title"], m["granting_unit_id"],
+                  m["granting_unit_name"], m["valid_from"], m["valid_to"], m["extent"],
+                  m["hours_per_week"], m["monthly_rate"], m["ended_on"],
+                  _active_period(m["valid_from"], m["valid_to"], m["ended_on"], day))
+        for m in found["grants"])
     consents = tuple(
-        ConsentView(m.consent_id, m.purpose, tuple(m.unit_ids or ()), m.valid_from,
-                    m.valid_until, _aware(m.withdrawn_at),
-                    m.withdrawn_at is None and _active_period(m.valid_from, m.valid_until,
-                                                              None, day))
-        for m in conn.execute(sa.select(t.consents).where(t.consents.c.person_key == key)
-                              .order_by(t.consents.c.valid_from, t.consents.c.consent_id)))
+        ConsentView(m["consent_id"], m["purpose"], tuple(m["unit_ids"] or ()), m["valid_from"],
+                    m["valid_until"], _aware(m["withdrawn_at"]),
+                    m["withdrawn_at"] is None
+                    and _active_period(m["valid_from"], m["valid_until"], None, day))
+        for m in found["consents"])
     markings = tuple(
-        MarkingView(m.marking_key, m.marking_id, m.system, m.marking_type, m.valid_from,
-                    m.valid_to, m.ended_on, m.note,
-                    _active_period(m.valid_from, m.valid_to, m.ended_on, day))
-        for m in conn.execute(sa.select(t.markings).where(t.markings.c.person_key == key)
-                              .order_by(t.markings.c.valid_from, t.markings.c.marking_key)))
+        MarkingView(m["marking_key"], m["marking_id"], m["system"], m["marking_type"],
+                    m["valid_from"], m["valid_to"], m["ended_on"], m["note"],
+                    _active_period(m["valid_from"], m["valid_to"], m["ended_on"], day))
+        for m in found["markings"])
     return CitizenOverview(
         person=person, household=household,
         children=tuple(m for m in household if _is_child(m, person, day)),
         cases=cases, grants=grants, consents=consents, markings=markings,
-        pathways=pathways_of(conn, key), systems=_flags(cases), as_of=day)
+        pathways=_pathways(found["pathways"]), systems=_flags(cases), as_of=day)
 
 
 def _flags(cases: tuple[CaseView, ...]) -> tuple[SystemFlag, ...]:
@@ -441,29 +432,26 @@ def _flags(cases: tuple[CaseView, ...]) -> tuple[SystemFlag, ...]:
         counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
 
 
-def pathways_of(conn: sa.Connection, person_key: str) -> tuple[PathwayView, ...]:
-    """Coordinated pathways the person is a member of (newest first), in one query."""
-    mine, everyone, p = (t.pathway_members.alias("mine"), t.pathway_members.alias("everyone"),
-                         t.pathways)
-    q = (sa.select(p, everyone.c.person_key.label("member"))
-         .select_from(mine.join(p, p.c.pathway_id == mine.c.pathway_id)
-                      .join(everyone, everyone.c.pathway_id == p.c.pathway_id))
-         .where(mine.c.person_key == person_key)
-         .order_by(p.c.pathway_id, everyone.c.member_key))
-    found: dict[str, tuple[Any, list[str]]] = {}
-    for r in conn.execute(q):
-        found.setdefault(r.pathway_id, (r, []))[1].append(r.member)
+def _pathways(found_rows: list[dict[str, Any]]) -> tuple[PathwayView, ...]:
+    found: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for r in found_rows:
+        found.setdefault(r["pathway_id"], (r, []))[1].append(r["member"])
     out = []
     for m, members in found.values():
-        tov = (CaseworkerView(m.tovholder_id, m.tovholder_name, m.tovholder_unit_id, "tovholder",
-                              None) if m.tovholder_id else None)
+        tov = (CaseworkerView(m["tovholder_id"], m["tovholder_name"], m["tovholder_unit_id"],
+                              "tovholder", None) if m["tovholder_id"] else None)
         out.append(PathwayView(
-            m.pathway_id, m.person_key, m.anchor_unit_id, m.anchor_unit_name, m.rule_id,
-            m.status, _aware(m.started_at), _aware(m.closed_at), m.close_reason, tov,
-            tuple(members), m.meetings, _aware(m.last_meeting_at),
-            m.last_meeting_type, m.plan_summary, m.progression))
+            m["pathway_id"], m["person_key"], m["anchor_unit_id"], m["anchor_unit_name"],
+            m["rule_id"], m["status"], _aware(m["started_at"]), _aware(m["closed_at"]),
+            m["close_reason"], tov, tuple(members), m["meetings"], _aware(m["last_meeting_at"]),
+            m["last_meeting_type"], m["plan_summary"], m["progression"]))
     out.sort(key=lambda x: (x.started_at or datetime.min.replace(tzinfo=UTC)), reverse=True)
     return tuple(out)
+
+
+def pathways_of(conn: sa.Connection, person_key: str) -> tuple[PathwayView, ...]:
+    """Coordinated pathways the person is a member of (newest first)."""
+    return _pathways(sql.rows(conn, sql.STATEMENTS["pathways"], {sql.KEY: person_key}))
 
 
 def household_overview(conn: sa.Connection, person_key: str, *, today: date | None = None,
@@ -484,7 +472,7 @@ def household_overview(conn: sa.Connection, person_key: str, *, today: date | No
 
 
 def case_view(conn: sa.Connection, case_key: str) -> CaseView | None:
-    found = _cases(conn, t.cases.c.case_key == case_key)
+    found = _cases(sql.rows(conn, sql.cases_statement(t.cases.c.case_key == case_key)))
     return found[0] if found else None
 
 

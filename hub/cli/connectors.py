@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -146,7 +147,6 @@ def simulate(
     duration: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)"),
 ) -> None:
     """Serve one synthetic municipality through every registered fagsystem on 127.0.0.1."""
-    from connectors import registry
     from connectors.simulation import FaultConfig
     from hub.synthetic.generate import generate
 
@@ -158,15 +158,9 @@ def simulate(
     municipality = generate(citizens, seed)
     started = []
     try:
-        for name in only or registry.names():
-            try:
-                factory = registry.simulator_factory(name)
-            except (ImportError, AttributeError) as exc:  # a system still being written
-                typer.echo(f"{name:8} not available: {exc}", err=True)
-                continue
-            sim = factory(municipality, fault_config)
-            sim.start()
-            started.append(sim)
+        started, failed = start_simulators(municipality, fault_config, only)
+        for name, reason in failed.items():
+            typer.echo(f"{name:8} not available: {reason}", err=True)
         lines = []
         for sim in started:
             typer.echo(f"{sim.name:8} {getattr(sim, 'url', '')}")
@@ -182,6 +176,30 @@ def simulate(
     finally:
         for sim in started:
             sim.stop()
+
+
+def start_simulators(municipality, fault_config=None, only: list[str] | None = None
+                     ) -> tuple[list, dict[str, str]]:
+    """Start the simulator of every registered system (or ``only``) on 127.0.0.1 ephemeral
+    ports: (started simulators, {name: why it could not start}). A system that cannot start
+    (still being written, no broker binary) is reported and the others go on; the caller
+    stops the started ones."""
+    from connectors import registry
+
+    started, failed = [], {}
+    for name in only or registry.names():
+        sim = None
+        try:
+            sim = registry.simulator_factory(name)(municipality, fault_config)
+            sim.start()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, the others go on
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            if sim is not None:
+                with contextlib.suppress(Exception):
+                    sim.stop()
+            continue
+        started.append(sim)
+    return started, failed
 
 
 def _keep_alive(municipality, seed: int, tick: float, step_hours: float,

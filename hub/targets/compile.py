@@ -1,8 +1,9 @@
 """Rules compiled to SQL over the target-group fact tables: one query per rule, the same on SQLite
 and PostgreSQL (SQLAlchemy Core). Each query yields rows (subjects, group_key, items, ...):
-``subjects`` and every ``items`` column are newline-separated lists aggregated in SQL (``string_agg`` / ``group_concat``), so a
-rule returns about one row per match rather than one per piece of evidence. Every subject of a
-row matches with the union of the row's items as evidence (rows of the same subject add up).
+``subjects`` and every ``items`` column are newline-separated lists aggregated in SQL
+(``string_agg`` / ``group_concat``), so a rule returns about one row per match rather than one
+per piece of evidence. Every subject of a row matches with the union of the row's items as
+evidence (rows of the same subject add up).
 
 Date cut-offs are computed in Python (``hub.domain.rules``) and bound as parameters, so there is
 no dialect-specific date arithmetic, and the reference evaluator uses the very same cut-offs.
@@ -121,7 +122,7 @@ def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
     rel, c = t["relations"], t["cases"]
     # Phase 1, cheap semi-joins: anchors (an active case in the first department) whose family
     # has an active case in every other department. Phase 2 gathers the evidence of those only.
-    # Subqueries, not CTEs: PostgreSQL then plans them with the tables' statistics.
+    # Subqueries rather than CTEs where PostgreSQL needs the tables' statistics to plan well.
     w = _active_cases(t, rule.departments).subquery("w")
     first = _active_cases(t, rule.departments[:1]).subquery("first")
     covers = []

@@ -48,5 +48,5 @@ def dump(engine: sa.Engine, projections) -> dict[str, list[tuple]]:
         for p in projections:
             for name, table in p.metadata.tables.items():
                 rows = conn.execute(sa.select(table)).all()
-                out[name] = sorted((tuple(repr(v) for v in r) for r in rows))
+                out[name] = sorted(tuple(repr(v) for v in r) for r in rows)
     return out

@@ -18,16 +18,18 @@ def cpr(n: int, born: date | None = None) -> str:
     return synthetic_cpr(born or date(1940, 1, 1) + timedelta(days=(97 * n) % 30000), n)
 
 
-def event(payload, *, person: str | None = None, case: str | None = None, at: datetime | None = None,
-          source: str = "demo", actor: str | None = None, record: str | None = None
-          ) -> ev.CanonicalEvent:
+def event(payload, *, person: str | None = None, case: str | None = None,
+          at: datetime | None = None, source: str = "demo", actor: str | None = None,
+          record: str | None = None) -> ev.CanonicalEvent:
     n = next(_seq)
     return ev.CanonicalEvent(
-        event_id=uuid.uuid4(), source_system=source, source_record_id=record or f"r{n}-{uuid.uuid4().hex[:8]}",
+        event_id=uuid.uuid4(), source_system=source,
+        source_record_id=record or f"r{n}-{uuid.uuid4().hex[:8]}",
         source_version="1", occurred_at=at or T0 + timedelta(minutes=n), payload=payload,
         person=person, case_key=case, actor=actor)
 
 
-def address(street: str = "Vestergade", number: str = "12", address_id: str = "dar-1") -> ev.Address:
+def address(street: str = "Vestergade", number: str = "12", address_id: str = "dar-1"
+            ) -> ev.Address:
     return ev.Address(street=street, house_number=number, postcode="5000", city="Odense C",
                       municipality_code="0461", address_id=address_id)

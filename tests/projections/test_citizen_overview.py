@@ -69,7 +69,8 @@ def test_overview_of_a_child_with_grant_and_replaced_caseworker(store, engine, r
     assert (grant.law, grant.paragraph, grant.granting_unit_name, grant.valid_from,
             grant.valid_to, grant.active) == (
         "BL", "32", "Familieafdelingen", date(2025, 1, 1), date(2026, 6, 30), True)
-    assert {m.relation for m in o.household} == {"parent", None}  # mother by relation, father by address
+    # the mother by relation, the father by address
+    assert {m.relation for m in o.household} == {"parent", None}
     assert o.children == ()
     assert o.pathway is not None and o.pathway.pathway_id == "p-1"  # a member, not the primary
     assert o.has_case_outside("fasit") and not o.has_case_outside("dubu")
@@ -146,7 +147,8 @@ def test_lifecycle_changes(store, engine, runner):
         event(ev.PersonAddressChanged(address("Nygade", "3", "y")), person=a, source="cpr"),
         event(ev.PersonCivilStatusChanged("F"), person=a, source="cpr"),
         event(ev.PersonProtectedAddressChanged(True), person=a, source="cpr"),
-        event(ev.CaseOpened("BSF", "u", "U", "t", "open"), person=a, case="fasit:Z", source="fasit"),
+        event(ev.CaseOpened("BSF", "u", "U", "t", "open"), person=a, case="fasit:Z",
+              source="fasit"),
         event(ev.CaseClosed("done"), person=a, case="fasit:Z", source="fasit"),
         event(ev.GrantAwarded("g", "benefit", "LAS", "1", "Ydelse", "u", "U", date(2024, 1, 1)),
               person=a, case="fasit:Z", source="fasit"),
@@ -186,7 +188,8 @@ def test_identifier_replaced_moves_everything_to_the_new_number(store, engine, r
     new = cpr(71, date(2001, 2, 3))
     parent = cpr(72)
     store.append([
-        event(ev.CaseOpened("BUF", "u", "U", "t", "open"), person=old, case="dubu:R", source="dubu"),
+        event(ev.CaseOpened("BUF", "u", "U", "t", "open"), person=old, case="dubu:R",
+              source="dubu"),
         event(ev.ConsentGiven("k", "overview", ("u",), date(2024, 1, 1)), person=old,
               source="glasplade"),
         event(ev.PersonRelationChanged("child", old, "added"), person=parent, source="cpr"),
@@ -194,7 +197,8 @@ def test_identifier_replaced_moves_everything_to_the_new_number(store, engine, r
         event(ev.PersonIdentifierReplaced(old, new), person=new, source="cpr"),
         event(ev.PersonRegistered("Ny", "Person", date(2001, 2, 3), "K"), person=new, source="cpr"),
         # a fagsystem still using the old number afterwards
-        event(ev.CaseOpened("BSF", "u", "U", "t", "open"), person=old, case="fasit:L", source="fasit"),
+        event(ev.CaseOpened("BSF", "u", "U", "t", "open"), person=old, case="fasit:L",
+              source="fasit"),
         event(ev.PersonRecordAccessed("u2", "p", "overview"), person=old, source="glasplade"),
     ])
     runner.run()

@@ -308,9 +308,10 @@ def test_advance_is_deterministic_and_idle_when_time_does_not_move():
 # --- the demo command -------------------------------------------------------------------------
 
 def test_demo_command_prints_summary_and_rerun_stores_nothing(tmp_path, sqlite_url):
+    """The direct path (the real path is tested in tests/integration/test_demo.py)."""
     from hub.cli.main import app
     runner = CliRunner()
-    args = ["demo", "--citizens", "400", "--seed", "3", "--store", sqlite_url,
+    args = ["demo", "--direct", "--citizens", "400", "--seed", "3", "--store", sqlite_url,
             "--out", str(tmp_path / "data")]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
