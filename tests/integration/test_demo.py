@@ -32,6 +32,7 @@ def _stored(url: str) -> int:
 
 
 def test_real_path_counts_per_system_and_rerun_stores_nothing(sqlite_url):
+    environ = dict(os.environ)
     first = _demo("--store", sqlite_url, "--json")
     assert first.exit_code == 0, first.output
     report = orjson.loads(first.stdout)
@@ -49,8 +50,7 @@ def test_real_path_counts_per_system_and_rerun_stores_nothing(sqlite_url):
     assert report["stored"] == sum(s.get("stored", 0) for s in report["systems"].values())
     assert report["stored"] == report["store_events"] == _stored(sqlite_url)
     # the connectors' settings were for this process and this run only
-    assert not any(k in os.environ for k in ("CURA_BASE_URL", "SBSYS_BASE_URL",
-                                             "KAFKA_BOOTSTRAP_SERVERS"))
+    assert dict(os.environ) == environ
 
     second = _demo("--store", sqlite_url)
     assert second.exit_code == 0, second.output
@@ -85,28 +85,35 @@ def test_a_simulator_that_cannot_start_is_reported_and_the_others_go_on(sqlite_u
     assert _stored(sqlite_url) > 0
 
 
-def test_a_failing_connector_fails_the_run_but_not_the_others(sqlite_url, monkeypatch):
-    """A system that answers but refuses the connector's login: exit 2, the others stored."""
+@pytest.mark.parametrize("system, key, value", [
+    ("cura", "CURA_PASSWORD", "wrong"),  # the system refuses the login
+    ("cpr", "CPR_SERVICE_AGREEMENT_UUID", None),  # the connector cannot be configured
+])
+def test_a_failing_connector_fails_the_run_but_not_the_others(sqlite_url, monkeypatch,
+                                                               system, key, value):
+    """exit 2, the failure in the system's row, the other system stored."""
     real = registry.simulator_factory
 
-    def wrong_password(municipality, faults=None):
-        sim = real("cura")(municipality, faults)
+    def broken(municipality, faults=None):
+        sim = real(system)(municipality, faults)
         env = sim.env
-        sim.env = lambda: {**env(), "CURA_PASSWORD": "wrong"}
+        sim.env = lambda: {k: v for k, v in {**env(), key: value}.items() if v is not None}
         return sim
 
-    monkeypatch.setattr(registry, "names", lambda: ["sbsys", "cura"])
+    monkeypatch.setattr(registry, "names", lambda: ["sbsys", system])
     monkeypatch.setattr(registry, "simulator_factory",
-                        lambda name: wrong_password if name == "cura" else real(name))
+                        lambda name: broken if name == system else real(name))
+    monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("CURA_PASSWORD", "the operator's own")
     res = _demo("--store", sqlite_url, "--json")
     assert res.exit_code == 2, res.output
     report = orjson.loads(res.stdout)
-    assert report["systems"]["cura"]["result"] == "failed"
-    assert report["systems"]["cura"]["stored"] == 0
-    assert report["systems"]["cura"]["error"]
+    assert report["systems"][system]["result"] == "failed"
+    assert report["systems"][system]["stored"] == 0
+    assert report["systems"][system]["error"]
     assert report["systems"]["sbsys"]["stored"] > 0
     assert os.environ["CURA_PASSWORD"] == "the operator's own"  # restored afterwards
+    assert key == "CURA_PASSWORD" or key not in os.environ
 
 
 def test_direct_path_still_ingests_the_canonical_events(sqlite_url, tmp_path):
