@@ -39,3 +39,13 @@ class TestPostgresEventStore(testing.EventStoreContract):
         store = testing.build_store(open_recorder(self.url), data_key=data_key, clock=clock)
         self.addCleanup(store.close)
         return store
+
+
+class TestPostgresEventStoreBulkPath(TestPostgresEventStore):
+    """The same contract with every append taking the bulk path (staging table, COPY, one
+    INSERT ... SELECT) that large batches take, however small the batch."""
+
+    def create_store(self, *, data_key: bytes = testing.DATA_KEY, clock=None) -> EventStore:
+        store = super().create_store(data_key=data_key, clock=clock)
+        store.recorder.small_batch = 0
+        return store
