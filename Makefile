@@ -21,10 +21,16 @@ demo: $(STAMP)
 ## Run the whole test suite (PostgreSQL, Kafka broker and browser tests included).
 test: $(STAMP)
 	$(BIN)/python tests/preflight.py
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Lint and the docstring convention (ruff; settings in pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check hub connectors projections tests bench
+	$(BIN)/ruff check .
+
+## Serve the API and the Danish dashboard on 127.0.0.1:8080 with the demo users.
+serve: $(STAMP)
+	$(BIN)/glasplade serve --demo-users
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
