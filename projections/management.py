@@ -8,13 +8,15 @@ follow-ups. The figures themselves are queries in ``hub.targets.mi``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.target_groups import INACTIVE_STATUSES, KeyOf, upsert
+from projections.rows import RowCache
+from projections.target_groups import INACTIVE_STATUSES, KeyedRows, KeyOf
 
 _TS = sa.DateTime(timezone=True)
 FOLLOW_UP_ACTION = "follow_up"
@@ -25,7 +27,7 @@ class ManagementProjection(Projection):
     version = 1
 
     def __init__(self, person_key_of: KeyOf):
-        self.key_of = person_key_of
+        self.key_of = lru_cache(maxsize=65536)(person_key_of)
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:
@@ -66,122 +68,157 @@ class ManagementProjection(Projection):
             sa.Column("case_key", s, index=True), sa.Column("occurred_at", _TS))
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        """Load the rows the batch touches, apply the events in order in memory, write once."""
+        if not events:
+            return
+        b = _Batch(self)
+        keys: dict[RowCache, set[str]] = {c: set() for c in b.caches}
+        for e in events:
+            p = e.payload
+            if isinstance(p, ev.PersonRegistered):
+                keys[b.persons].add(self._key(e))
+            elif e.event_type.startswith("Case") and e.case_key:
+                keys[b.cases].add(e.case_key)
+                if isinstance(p, ev.CaseActionRecorded) and p.action_type == FOLLOW_UP_ACTION:
+                    keys[b.followups].add(f"{e.case_key}:{p.action_id}")
+            elif isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+                keys[b.grants].add(p.grant_id)
+            elif isinstance(p, ev.PathwayMeetingHeld):
+                keys[b.meetings].add(_meeting_id(e))
+            elif e.event_type.startswith("Pathway") and hasattr(p, "pathway_id"):
+                keys[b.pathways].add(p.pathway_id)
+        for cache, wanted in keys.items():
+            cache.load(conn, wanted - {None})
         for e in events:
             handler = getattr(self, f"_on_{e.event_type}", None)
             if handler is not None:
-                handler(e, e.payload, conn)
+                handler(b, e, e.payload)
+        for cache in (*b.caches, b.members):
+            cache.flush(conn)
 
     def _key(self, e: ev.CanonicalEvent) -> str | None:
         return e.person_key or (self.key_of(e.person) if e.person else None)
 
-    def _set(self, conn, table: sa.Table, key: str, value: str, **values: Any) -> None:
-        conn.execute(table.update().where(table.c[key] == value).values(**values))
+    @staticmethod
+    def _set(cache: RowCache, key: str | None, **values: Any) -> None:
+        """Change the row with this key, if there is one (as an SQL UPDATE would)."""
+        row = cache.get(key) if key is not None else None
+        if row is not None:
+            row.update(values)
+            cache.put(row)
 
     # --- persons and cases -------------------------------------------------------------------
 
-    def _on_PersonRegistered(self, e, p: ev.PersonRegistered, conn) -> None:  # noqa: N802
+    def _on_PersonRegistered(self, b: _Batch, e, p: ev.PersonRegistered) -> None:  # noqa: N802
         key = self._key(e)
         if key:
-            upsert(conn, self.persons, [{"person_key": key, "birth_date": p.birth_date}])
+            b.persons.put({"person_key": key, "birth_date": p.birth_date})
 
-    def _on_CaseOpened(self, e, p: ev.CaseOpened, conn) -> None:  # noqa: N802
+    def _on_CaseOpened(self, b: _Batch, e, p: ev.CaseOpened) -> None:  # noqa: N802
         if not e.case_key:
             return
-        upsert(conn, self.cases, [{
+        b.cases.put({
             "case_key": e.case_key, "person_key": self._key(e), "department": p.department,
             "unit_id": p.unit_id, "case_type": p.case_type, "law": p.law,
             "paragraph": p.paragraph, "status": p.status,
             "active": p.status not in INACTIVE_STATUSES, "opened_at": e.occurred_at,
-            "closed_at": None, "caseworker_id": None, "caseworker_unit_id": None}])
+            "closed_at": None, "caseworker_id": None, "caseworker_unit_id": None})
 
-    def _on_CaseStatusChanged(self, e, p: ev.CaseStatusChanged, conn) -> None:  # noqa: N802
+    def _on_CaseStatusChanged(self, b: _Batch, e, p: ev.CaseStatusChanged) -> None:  # noqa: N802
         active = p.status not in INACTIVE_STATUSES
-        self._set(conn, self.cases, "case_key", e.case_key, status=p.status, active=active,
+        self._set(b.cases, e.case_key, status=p.status, active=active,
                   closed_at=None if active else e.occurred_at)
 
-    def _on_CasePassivated(self, e, p, conn) -> None:  # noqa: N802
-        self._set(conn, self.cases, "case_key", e.case_key, status="passive", active=False,
-                  closed_at=e.occurred_at)
+    def _on_CasePassivated(self, b: _Batch, e, p) -> None:  # noqa: N802
+        self._set(b.cases, e.case_key, status="passive", active=False, closed_at=e.occurred_at)
 
-    def _on_CaseClosed(self, e, p, conn) -> None:  # noqa: N802
-        self._set(conn, self.cases, "case_key", e.case_key, status="closed", active=False,
-                  closed_at=e.occurred_at)
+    def _on_CaseClosed(self, b: _Batch, e, p) -> None:  # noqa: N802
+        self._set(b.cases, e.case_key, status="closed", active=False, closed_at=e.occurred_at)
 
-    def _on_CaseReopened(self, e, p, conn) -> None:  # noqa: N802
-        self._set(conn, self.cases, "case_key", e.case_key, status="open", active=True,
-                  closed_at=None)
+    def _on_CaseReopened(self, b: _Batch, e, p) -> None:  # noqa: N802
+        self._set(b.cases, e.case_key, status="open", active=True, closed_at=None)
 
-    def _on_CaseLegalBasisChanged(self, e, p: ev.CaseLegalBasisChanged, conn) -> None:  # noqa: N802
-        self._set(conn, self.cases, "case_key", e.case_key, law=p.law, paragraph=p.paragraph)
+    def _on_CaseLegalBasisChanged(self, b: _Batch, e, p: ev.CaseLegalBasisChanged) -> None:  # noqa: N802
+        self._set(b.cases, e.case_key, law=p.law, paragraph=p.paragraph)
 
-    def _on_CaseworkerAssigned(self, e, p: ev.CaseworkerAssigned, conn) -> None:  # noqa: N802
+    def _on_CaseworkerAssigned(self, b: _Batch, e, p: ev.CaseworkerAssigned) -> None:  # noqa: N802
         if p.role == "primary":
-            self._set(conn, self.cases, "case_key", e.case_key, caseworker_id=p.caseworker_id,
+            self._set(b.cases, e.case_key, caseworker_id=p.caseworker_id,
                       caseworker_unit_id=p.unit_id)
 
-    def _on_CaseworkerUnassigned(self, e, p: ev.CaseworkerUnassigned, conn) -> None:  # noqa: N802
-        c = self.cases
-        if p.role == "primary":
-            conn.execute(c.update().where(c.c.case_key == e.case_key,
-                                          c.c.caseworker_id == p.caseworker_id)
-                         .values(caseworker_id=None, caseworker_unit_id=None))
+    def _on_CaseworkerUnassigned(self, b: _Batch, e, p: ev.CaseworkerUnassigned) -> None:  # noqa: N802
+        case = b.cases.get(e.case_key) if p.role == "primary" and e.case_key else None
+        if case is not None and case["caseworker_id"] == p.caseworker_id:
+            self._set(b.cases, e.case_key, caseworker_id=None, caseworker_unit_id=None)
 
-    def _on_CaseActionRecorded(self, e, p: ev.CaseActionRecorded, conn) -> None:  # noqa: N802
+    def _on_CaseActionRecorded(self, b: _Batch, e, p: ev.CaseActionRecorded) -> None:  # noqa: N802
         if p.action_type == FOLLOW_UP_ACTION and e.case_key:
-            upsert(conn, self.followups, [{"action_id": f"{e.case_key}:{p.action_id}",
-                                           "case_key": e.case_key,
-                                           "occurred_at": e.occurred_at}])
+            b.followups.put({"action_id": f"{e.case_key}:{p.action_id}",
+                             "case_key": e.case_key, "occurred_at": e.occurred_at})
 
     # --- grants -----------------------------------------------------------------------------
 
-    def _on_GrantAwarded(self, e, p: ev.GrantAwarded, conn) -> None:  # noqa: N802
-        upsert(conn, self.grants, [{
+    def _on_GrantAwarded(self, b: _Batch, e, p: ev.GrantAwarded) -> None:  # noqa: N802
+        b.grants.put({
             "grant_id": p.grant_id, "case_key": e.case_key, "law": p.law,
             "paragraph": p.paragraph, "granting_unit_id": p.granting_unit_id,
             "valid_from": p.valid_from, "valid_to": p.valid_to, "ended_on": None,
-            "applied_on": p.applied_on, "decided_on": p.decided_on}])
+            "applied_on": p.applied_on, "decided_on": p.decided_on})
 
-    def _on_GrantChanged(self, e, p: ev.GrantChanged, conn) -> None:  # noqa: N802
+    def _on_GrantChanged(self, b: _Batch, e, p: ev.GrantChanged) -> None:  # noqa: N802
         if p.valid_to is not None:
-            self._set(conn, self.grants, "grant_id", p.grant_id, valid_to=p.valid_to)
+            self._set(b.grants, p.grant_id, valid_to=p.valid_to)
 
-    def _on_GrantEnded(self, e, p: ev.GrantEnded, conn) -> None:  # noqa: N802
-        self._set(conn, self.grants, "grant_id", p.grant_id, ended_on=p.ended_on)
+    def _on_GrantEnded(self, b: _Batch, e, p: ev.GrantEnded) -> None:  # noqa: N802
+        self._set(b.grants, p.grant_id, ended_on=p.ended_on)
 
     # --- coordinated pathways ---------------------------------------------------------------
 
-    def _on_PathwayStarted(self, e, p: ev.PathwayStarted, conn) -> None:  # noqa: N802
-        upsert(conn, self.pathways, [{
+    def _on_PathwayStarted(self, b: _Batch, e, p: ev.PathwayStarted) -> None:  # noqa: N802
+        b.pathways.put({
             "pathway_id": p.pathway_id, "anchor_unit_id": p.anchor_unit_id,
             "anchor_unit_name": p.anchor_unit_name, "rule_id": p.rule_id,
             "started_at": e.occurred_at, "closed_at": None, "close_reason": None,
             "tovholder_id": None, "tovholder_name": None, "tovholder_unit_id": None,
-            "first_progression": None, "progression": None}])
-        keys = {self.key_of(m) for m in p.members} | ({self._key(e)} - {None})
-        upsert(conn, self.members, [{"pathway_id": p.pathway_id, "person_key": k}
-                                    for k in sorted(keys)])
+            "first_progression": None, "progression": None})
+        for k in sorted({self.key_of(m) for m in p.members} | ({self._key(e)} - {None})):
+            b.members.put({"pathway_id": p.pathway_id, "person_key": k})
 
-    def _on_PathwayTovholderAssigned(self, e, p: ev.PathwayTovholderAssigned, conn) -> None:  # noqa: N802
-        self._set(conn, self.pathways, "pathway_id", p.pathway_id, tovholder_id=p.caseworker_id,
+    def _on_PathwayTovholderAssigned(self, b: _Batch, e, p: ev.PathwayTovholderAssigned) -> None:  # noqa: N802
+        self._set(b.pathways, p.pathway_id, tovholder_id=p.caseworker_id,
                   tovholder_name=p.caseworker_name, tovholder_unit_id=p.unit_id)
 
-    def _on_PathwayMeetingHeld(self, e, p: ev.PathwayMeetingHeld, conn) -> None:  # noqa: N802
-        upsert(conn, self.meetings, [{
-            "meeting_id": f"{e.source_system}:{e.source_record_id}:{e.source_version}",
-            "pathway_id": p.pathway_id, "meeting_type": p.meeting_type,
-            "held_at": e.occurred_at, "citizen_present": p.citizen_present}])
+    def _on_PathwayMeetingHeld(self, b: _Batch, e, p: ev.PathwayMeetingHeld) -> None:  # noqa: N802
+        b.meetings.put({
+            "meeting_id": _meeting_id(e), "pathway_id": p.pathway_id,
+            "meeting_type": p.meeting_type, "held_at": e.occurred_at,
+            "citizen_present": p.citizen_present})
 
-    def _on_PathwayPlanUpdated(self, e, p: ev.PathwayPlanUpdated, conn) -> None:  # noqa: N802
-        if p.progression is None:
-            return
-        t = self.pathways
-        conn.execute(t.update().where(t.c.pathway_id == p.pathway_id).values(
-            progression=p.progression,
-            first_progression=sa.func.coalesce(t.c.first_progression, p.progression)))
+    def _on_PathwayPlanUpdated(self, b: _Batch, e, p: ev.PathwayPlanUpdated) -> None:  # noqa: N802
+        pathway = b.pathways.get(p.pathway_id) if p.progression is not None else None
+        if pathway is not None:
+            first = pathway["first_progression"]
+            self._set(b.pathways, p.pathway_id, progression=p.progression,
+                      first_progression=p.progression if first is None else first)
 
-    def _on_PathwayClosed(self, e, p: ev.PathwayClosed, conn) -> None:  # noqa: N802
-        self._set(conn, self.pathways, "pathway_id", p.pathway_id, closed_at=e.occurred_at,
-                  close_reason=p.reason)
+    def _on_PathwayClosed(self, b: _Batch, e, p: ev.PathwayClosed) -> None:  # noqa: N802
+        self._set(b.pathways, p.pathway_id, closed_at=e.occurred_at, close_reason=p.reason)
+
+
+def _meeting_id(e: ev.CanonicalEvent) -> str:
+    return f"{e.source_system}:{e.source_record_id}:{e.source_version}"
+
+
+class _Batch:
+    """The rows of one batch, one cache per table."""
+
+    def __init__(self, p: ManagementProjection):
+        self.persons, self.cases = RowCache(p.persons), RowCache(p.cases)
+        self.grants, self.followups = RowCache(p.grants), RowCache(p.followups)
+        self.pathways, self.meetings = RowCache(p.pathways), RowCache(p.meetings)
+        self.members = KeyedRows(p.members)  # written only: PathwayStarted adds members
+        self.caches = (self.persons, self.cases, self.grants, self.followups, self.pathways,
+                       self.meetings)
 
 
 ManagementProjection.topics = tuple(n[len("_on_"):] for n in dir(ManagementProjection)

@@ -24,7 +24,8 @@ _COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *,
            unique: bool = False) -> None:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE for rows that all have the same keys.
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE for rows that all have the same keys
+    (DO NOTHING on a table whose every column is in the key).
 
     PostgreSQL: many rows are COPYed into a temporary staging table and merged with one
     INSERT ... SELECT; few rows (and SQLite) go through one executemany. ``unique``: the caller
@@ -42,9 +43,10 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     else:  # pragma: no cover - only the two supported backends
         raise NotImplementedError(dialect)
     pk = [c.name for c in table.primary_key.columns]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=pk,
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk})
+    values = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk}
+    # a table whose every column is in the key has nothing to update: the row is already there
+    stmt = (stmt.on_conflict_do_update(index_elements=pk, set_=values) if values
+            else stmt.on_conflict_do_nothing(index_elements=pk))
     conn.execute(stmt, list(rows))
 
 

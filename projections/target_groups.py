@@ -11,15 +11,16 @@ whatever the store says, and a rebuild gives the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.rows import upsert as _upsert_rows
+from projections.rows import RowCache, upsert
 
 #: Case statuses that end a case's activity (canonical statuses from the connectors' mappings).
 INACTIVE_STATUSES = frozenset({"closed", "passive", "dismissed", "completed", "cancelled",
@@ -29,20 +30,69 @@ RELATION_REMOVED = frozenset({"removed", "ended", "deleted"})
 _MATCH_EVENTS = frozenset({"TargetGroupMatchStarted", "TargetGroupMatchEnded"})
 #: CaseActionRecorded.action_type of a meeting (its subtype is the meeting type).
 MEETING_ACTION = "meeting"
+_CHUNK = 500  # keys per IN (...) list
 
 KeyOf = Callable[[str], str]
 _TS = sa.DateTime(timezone=True)
+Row = dict[str, Any]
 
 
-def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert; for tables whose every column is in the key: insert, ignoring duplicates."""
-    if all(c.primary_key for c in table.columns):
-        for row in rows:
-            keys = [table.c[k] == v for k, v in row.items()]
-            if conn.execute(sa.select(sa.literal(1)).where(*keys)).first() is None:
-                conn.execute(table.insert().values(**row))
-        return
-    _upsert_rows(conn, table, rows)
+class KeyedRows:
+    """The rows of a table with a composite primary key that a batch reads and writes
+    (``RowCache`` is for one-column keys). Rows are read by the key's first column; ``flush``
+    deletes the removed keys and upserts the others (insert-if-absent on all-key tables)."""
+
+    def __init__(self, table: sa.Table):
+        self.table = table
+        self.pk = tuple(c.name for c in table.primary_key.columns)
+        self._rows: dict[tuple, Row | None] = {}
+        self._by_first: dict[Any, set[tuple]] = {}
+        self._loaded: set[Any] = set()
+        self._dirty: set[tuple] = set()
+
+    def load(self, conn: sa.Connection, firsts: Iterable[Any]) -> None:
+        """Read every row whose first key column is one of ``firsts`` (not read yet); rows
+        already in memory are kept (they may hold this batch's changes)."""
+        wanted = sorted({f for f in firsts if f is not None} - self._loaded)
+        col = self.table.c[self.pk[0]]
+        for i in range(0, len(wanted), _CHUNK):
+            for r in conn.execute(sa.select(self.table).where(col.in_(wanted[i:i + _CHUNK]))):
+                row = dict(r._mapping)
+                key = tuple(row[c] for c in self.pk)
+                if key not in self._rows:
+                    self._rows[key] = row
+                    self._by_first.setdefault(key[0], set()).add(key)
+        self._loaded.update(wanted)
+
+    def get(self, conn: sa.Connection, key: tuple) -> Row | None:
+        self.load(conn, [key[0]])
+        return self._rows.get(key)
+
+    def with_first(self, conn: sa.Connection, first: Any) -> list[Row]:
+        """The rows whose first key column is ``first``."""
+        self.load(conn, [first])
+        return [r for k in self._by_first.get(first, ()) if (r := self._rows[k]) is not None]
+
+    def put(self, row: Row) -> None:
+        key = tuple(row[c] for c in self.pk)
+        self._rows[key] = row
+        self._by_first.setdefault(key[0], set()).add(key)
+        self._dirty.add(key)
+
+    def delete(self, key: tuple) -> None:
+        self._rows[key] = None
+        self._dirty.add(key)
+
+    def flush(self, conn: sa.Connection) -> None:
+        """Write the changes; the rows stay in memory."""
+        gone = [k for k in self._dirty if self._rows[k] is None]
+        if gone:
+            t = self.table
+            conn.execute(t.delete().where(*(t.c[c] == sa.bindparam(f"k_{c}") for c in self.pk)),
+                         [{f"k_{c}": v for c, v in zip(self.pk, k, strict=True)} for k in gone])
+        upsert(conn, self.table, [r for k in self._dirty if (r := self._rows[k]) is not None],
+               unique=True)
+        self._dirty.clear()
 
 
 def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Table]:
@@ -94,7 +144,7 @@ class TargetGroupsProjection(Projection):
 
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""
-        self.key_of = person_key_of
+        self.key_of = lru_cache(maxsize=65536)(person_key_of)
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:
@@ -137,21 +187,56 @@ class TargetGroupsProjection(Projection):
     # --- events ------------------------------------------------------------------------------
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        """Load the rows the batch touches, apply the events in order in memory, write once.
+        A run of match events is applied in bulk by ``apply_match_events`` after the facts so
+        far are written (it reads the cases' and grants' units)."""
         from hub.targets.matchstate import apply_match_events
 
-        run: list[ev.CanonicalEvent] = []  # consecutive match events are applied in bulk
+        if not events:
+            return
+        b = _Batch(self, conn)
+        self._preload(b, events)
+        run: list[ev.CanonicalEvent] = []
         for e in events:
             if e.event_type in _MATCH_EVENTS:
                 run.append(e)
                 continue
             if run:
+                b.flush()
                 apply_match_events(conn, self, run, self._subject)
                 run = []
             handler = getattr(self, f"_on_{e.event_type}", None)
             if handler is not None:
-                handler(e, e.payload, conn)
+                handler(b, e, e.payload)
+        b.flush()
         if run:
             apply_match_events(conn, self, run, self._subject)
+
+    def _preload(self, b: _Batch, events: Sequence[ev.CanonicalEvent]) -> None:
+        """Read the rows the batch reads or changes, one query per table (keys found absent
+        are then inserted rather than upserted)."""
+        keys: dict[Any, set[Any]] = {c: set() for c in b.all}
+        for e in events:
+            p, kind = e.payload, e.event_type
+            if kind.startswith("Person") and kind != "PersonIdentifierReplaced":
+                subject = self._subject(e)
+                keys[b.persons].add(subject)
+                keys[b.identity].add(subject)
+            elif kind.startswith("Case") and e.case_key:
+                keys[b.cases].add(e.case_key)
+                if isinstance(p, ev.CaseActionRecorded) and p.action_type == MEETING_ACTION:
+                    keys[b.meetings].add(f"{e.case_key}:{p.action_id}")
+            if isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+                keys[b.grants].add(p.grant_id)
+                keys[b.cases].add(e.case_key)
+            elif isinstance(p, ev.ConsentGiven | ev.ConsentWithdrawn):
+                keys[b.consents].add(p.consent_id)
+            elif isinstance(p, ev.OverlapDetected | ev.OverlapResolved):
+                keys[b.overlaps].add(p.overlap_id)
+            elif isinstance(p, ev.PathwayMeetingHeld):
+                keys[b.pathways].add(p.pathway_id)
+        for cache, wanted in keys.items():
+            cache.load(b.conn, wanted - {None})
 
     def _subject(self, e: ev.CanonicalEvent) -> str | None:
         if e.person_key:
@@ -166,175 +251,189 @@ class TargetGroupsProjection(Projection):
         key = _address_key(a)
         return self._digest("household", key) if key else None
 
-    def _update(self, conn: sa.Connection, table: sa.Table, where: dict[str, Any],
-                **values: Any) -> None:
-        cond = sa.and_(*(table.c[k] == v for k, v in where.items()))
-        conn.execute(table.update().where(cond).values(**values))
+    @staticmethod
+    def _update(cache: RowCache, key: str | None, **values: Any) -> None:
+        """Change the row with this key, if there is one (as an SQL UPDATE would)."""
+        row = cache.get(key) if key is not None else None
+        if row is not None:
+            row.update(values)
+            cache.put(row)
 
-    def _on_PersonRegistered(self, e, p: ev.PersonRegistered, conn) -> None:  # noqa: N802
-        key = self._subject(e)
-        if key is None:
-            return
-        household = self._household(p.address)
-        upsert(conn, self.facts["persons"], [{"person_key": key, "birth_date": p.birth_date,
-                                              "household_key": household}])
-        upsert(conn, self.identity, [{
-            "person_key": key, "source_system": e.source_system,
-            "name_digest": self._digest(p.first_name, p.last_name),
-            "address_digest": household,
-            "identity_digest": self._digest(p.first_name, p.last_name, p.birth_date)}])
-
-    def _on_PersonNameChanged(self, e, p: ev.PersonNameChanged, conn) -> None:  # noqa: N802
-        key = self._subject(e)
-        born = conn.execute(sa.select(self.facts["persons"].c.birth_date).where(
-            self.facts["persons"].c.person_key == key)).scalar()
-        upsert(conn, self.identity, [{
-            **self._identity_row(conn, key, e.source_system),
-            "name_digest": self._digest(p.first_name, p.last_name),
-            "identity_digest": self._digest(p.first_name, p.last_name, born)}])
-
-    def _identity_row(self, conn, key: str, source: str) -> dict[str, Any]:
-        row = conn.execute(sa.select(self.identity).where(
-            self.identity.c.person_key == key, self.identity.c.source_system == source)).first()
-        return dict(row._mapping) if row else {
+    def _identity(self, b: _Batch, key: str, source: str) -> Row:
+        row = b.identity.get(b.conn, (key, source))
+        return dict(row) if row else {
             "person_key": key, "source_system": source, "name_digest": None,
             "address_digest": None, "identity_digest": None}
 
-    def _on_PersonAddressChanged(self, e, p: ev.PersonAddressChanged, conn) -> None:  # noqa: N802
+    def _on_PersonRegistered(self, b: _Batch, e, p: ev.PersonRegistered) -> None:  # noqa: N802
         key = self._subject(e)
+        if key is None:
+            return
         household = self._household(p.address)
-        t = self.facts["persons"]
-        if conn.execute(sa.select(t.c.person_key).where(t.c.person_key == key)).first():
-            self._update(conn, t, {"person_key": key}, household_key=household)
-        else:
-            upsert(conn, t, [{"person_key": key, "birth_date": None, "household_key": household}])
-        upsert(conn, self.identity, [{**self._identity_row(conn, key, e.source_system),
-                                      "address_digest": household}])
+        b.persons.put({"person_key": key, "birth_date": p.birth_date,
+                       "household_key": household})
+        b.identity.put({
+            "person_key": key, "source_system": e.source_system,
+            "name_digest": self._digest(p.first_name, p.last_name),
+            "address_digest": household,
+            "identity_digest": self._digest(p.first_name, p.last_name, p.birth_date)})
 
-    def _on_PersonRelationChanged(self, e, p: ev.PersonRelationChanged, conn) -> None:  # noqa: N802
+    def _on_PersonNameChanged(self, b: _Batch, e, p: ev.PersonNameChanged) -> None:  # noqa: N802
+        key = self._subject(e)
+        if key is None:
+            return
+        person = b.persons.get(key)
+        born = person["birth_date"] if person else None
+        b.identity.put({**self._identity(b, key, e.source_system),
+                        "name_digest": self._digest(p.first_name, p.last_name),
+                        "identity_digest": self._digest(p.first_name, p.last_name, born)})
+
+    def _on_PersonAddressChanged(self, b: _Batch, e, p: ev.PersonAddressChanged) -> None:  # noqa: N802
+        key = self._subject(e)
+        if key is None:
+            return
+        household = self._household(p.address)
+        person = b.persons.get(key)
+        if person is not None:
+            person["household_key"] = household
+            b.persons.put(person)
+        else:
+            b.persons.put({"person_key": key, "birth_date": None, "household_key": household})
+        b.identity.put({**self._identity(b, key, e.source_system), "address_digest": household})
+
+    def _on_PersonRelationChanged(self, b: _Batch, e, p: ev.PersonRelationChanged) -> None:  # noqa: N802
         row = {"person_key": self._subject(e), "related_key": self.key_of(p.related_person),
                "relation": p.relation}
-        t = self.facts["relations"]
-        conn.execute(t.delete().where(*(t.c[k] == v for k, v in row.items())))
-        if p.change not in RELATION_REMOVED:
-            conn.execute(t.insert().values(**row))
+        if p.change in RELATION_REMOVED:
+            b.relations.delete(tuple(row.values()))
+        else:
+            b.relations.put(row)
 
-    def _gone(self, e, p, conn) -> None:
-        self._update(conn, self.facts["persons"], {"person_key": self._subject(e)},
-                     household_key=None)
+    def _gone(self, b: _Batch, e, p) -> None:
+        self._update(b.persons, self._subject(e), household_key=None)
 
     _on_PersonDied = _on_PersonEmigrated = _gone  # noqa: N815
 
-    def _on_PersonIdentifierReplaced(self, e, p: ev.PersonIdentifierReplaced, conn) -> None:  # noqa: N802
-        upsert(conn, self.links, [{"old_key": self.key_of(p.old_identifier),
-                                   "new_key": self.key_of(p.new_identifier),
-                                   "replaced_at": e.occurred_at}])
+    def _on_PersonIdentifierReplaced(self, b: _Batch, e, p: ev.PersonIdentifierReplaced) -> None:  # noqa: N802
+        b.links.put({"old_key": self.key_of(p.old_identifier),
+                     "new_key": self.key_of(p.new_identifier), "replaced_at": e.occurred_at})
 
-    def _on_CaseOpened(self, e, p: ev.CaseOpened, conn) -> None:  # noqa: N802
+    def _on_CaseOpened(self, b: _Batch, e, p: ev.CaseOpened) -> None:  # noqa: N802
         key = self._subject(e)
         if key is None or e.case_key is None:
             return
-        upsert(conn, self.facts["cases"], [{
+        b.cases.put({
             "case_key": e.case_key, "person_key": key, "department": p.department,
             "unit_id": p.unit_id, "active": p.status not in INACTIVE_STATUSES,
             "status": p.status, "case_type": p.case_type, "paragraph": p.paragraph,
-            "opened_on": e.occurred_at.date(), "closed_on": None}])
+            "opened_on": e.occurred_at.date(), "closed_on": None})
 
-    def _case(self, e, conn, **values: Any) -> None:
-        if e.case_key:
-            self._update(conn, self.facts["cases"], {"case_key": e.case_key}, **values)
-
-    def _on_CaseStatusChanged(self, e, p: ev.CaseStatusChanged, conn) -> None:  # noqa: N802
+    def _on_CaseStatusChanged(self, b: _Batch, e, p: ev.CaseStatusChanged) -> None:  # noqa: N802
         active = p.status not in INACTIVE_STATUSES
-        self._case(e, conn, status=p.status, active=active,
-                   closed_on=None if active else e.occurred_at.date())
+        self._update(b.cases, e.case_key, status=p.status, active=active,
+                     closed_on=None if active else e.occurred_at.date())
 
-    def _on_CasePassivated(self, e, p, conn) -> None:  # noqa: N802
-        self._case(e, conn, status="passive", active=False, closed_on=e.occurred_at.date())
+    def _on_CasePassivated(self, b: _Batch, e, p) -> None:  # noqa: N802
+        self._update(b.cases, e.case_key, status="passive", active=False,
+                     closed_on=e.occurred_at.date())
 
-    def _on_CaseClosed(self, e, p, conn) -> None:  # noqa: N802
-        self._case(e, conn, status="closed", active=False, closed_on=e.occurred_at.date())
+    def _on_CaseClosed(self, b: _Batch, e, p) -> None:  # noqa: N802
+        self._update(b.cases, e.case_key, status="closed", active=False,
+                     closed_on=e.occurred_at.date())
 
-    def _on_CaseReopened(self, e, p, conn) -> None:  # noqa: N802
-        self._case(e, conn, status="open", active=True, closed_on=None)
+    def _on_CaseReopened(self, b: _Batch, e, p) -> None:  # noqa: N802
+        self._update(b.cases, e.case_key, status="open", active=True, closed_on=None)
 
-    def _on_CaseLegalBasisChanged(self, e, p: ev.CaseLegalBasisChanged, conn) -> None:  # noqa: N802
-        self._case(e, conn, paragraph=p.paragraph)
+    def _on_CaseLegalBasisChanged(self, b: _Batch, e, p: ev.CaseLegalBasisChanged) -> None:  # noqa: N802
+        self._update(b.cases, e.case_key, paragraph=p.paragraph)
 
-    def _on_GrantAwarded(self, e, p: ev.GrantAwarded, conn) -> None:  # noqa: N802
+    def _case_person(self, b: _Batch, e) -> str | None:
+        """The event's person, else its case's person."""
         key = self._subject(e)
         if key is None and e.case_key:
-            t = self.facts["cases"]
-            key = conn.execute(sa.select(t.c.person_key).where(t.c.case_key == e.case_key)
-                               ).scalar()
+            case = b.cases.get(e.case_key)
+            key = case["person_key"] if case else None
+        return key
+
+    def _on_GrantAwarded(self, b: _Batch, e, p: ev.GrantAwarded) -> None:  # noqa: N802
+        key = self._case_person(b, e)
         if key is None:
             return
-        upsert(conn, self.facts["grants"], [{
+        b.grants.put({
             "grant_id": p.grant_id, "case_key": e.case_key, "person_key": key, "law": p.law,
             "paragraph": p.paragraph, "kind": p.kind, "granting_unit_id": p.granting_unit_id,
             "valid_from": p.valid_from, "valid_to": p.valid_to, "ended_on": None,
-            "applied_on": p.applied_on, "decided_on": p.decided_on}])
+            "applied_on": p.applied_on, "decided_on": p.decided_on})
 
-    def _on_GrantChanged(self, e, p: ev.GrantChanged, conn) -> None:  # noqa: N802
+    def _on_GrantChanged(self, b: _Batch, e, p: ev.GrantChanged) -> None:  # noqa: N802
         if p.valid_to is not None:
-            self._update(conn, self.facts["grants"], {"grant_id": p.grant_id},
-                         valid_to=p.valid_to)
+            self._update(b.grants, p.grant_id, valid_to=p.valid_to)
 
-    def _on_GrantEnded(self, e, p: ev.GrantEnded, conn) -> None:  # noqa: N802
-        self._update(conn, self.facts["grants"], {"grant_id": p.grant_id}, ended_on=p.ended_on)
+    def _on_GrantEnded(self, b: _Batch, e, p: ev.GrantEnded) -> None:  # noqa: N802
+        self._update(b.grants, p.grant_id, ended_on=p.ended_on)
 
-    def _on_ConsentGiven(self, e, p: ev.ConsentGiven, conn) -> None:  # noqa: N802
-        upsert(conn, self.facts["consents"], [{
+    def _on_ConsentGiven(self, b: _Batch, e, p: ev.ConsentGiven) -> None:  # noqa: N802
+        b.consents.put({
             "consent_id": p.consent_id, "person_key": self._subject(e), "purpose": p.purpose,
-            "valid_from": p.valid_from, "valid_until": p.valid_until, "withdrawn_on": None}])
+            "valid_from": p.valid_from, "valid_until": p.valid_until, "withdrawn_on": None})
 
-    def _on_ConsentWithdrawn(self, e, p: ev.ConsentWithdrawn, conn) -> None:  # noqa: N802
-        self._update(conn, self.facts["consents"], {"consent_id": p.consent_id},
-                     withdrawn_on=e.occurred_at.date())
+    def _on_ConsentWithdrawn(self, b: _Batch, e, p: ev.ConsentWithdrawn) -> None:  # noqa: N802
+        self._update(b.consents, p.consent_id, withdrawn_on=e.occurred_at.date())
 
-    def _meeting(self, conn, meeting_id: str, person_key: str | None, meeting_type: str | None,
+    @staticmethod
+    def _meeting(b: _Batch, meeting_id: str, person_key: str | None, meeting_type: str | None,
                  held: datetime) -> None:
         if person_key and meeting_type:
-            upsert(conn, self.facts["meetings"], [{
-                "meeting_id": meeting_id, "person_key": person_key,
-                "meeting_type": meeting_type, "held_on": held.date()}])
+            b.meetings.put({"meeting_id": meeting_id, "person_key": person_key,
+                            "meeting_type": meeting_type, "held_on": held.date()})
 
-    def _on_CaseActionRecorded(self, e, p: ev.CaseActionRecorded, conn) -> None:  # noqa: N802
-        if p.action_type != MEETING_ACTION:
-            return
-        key = self._subject(e)
-        if key is None and e.case_key:
-            t = self.facts["cases"]
-            key = conn.execute(sa.select(t.c.person_key).where(t.c.case_key == e.case_key)
-                               ).scalar()
-        self._meeting(conn, f"{e.case_key}:{p.action_id}", key, p.subtype, e.occurred_at)
+    def _on_CaseActionRecorded(self, b: _Batch, e, p: ev.CaseActionRecorded) -> None:  # noqa: N802
+        if p.action_type == MEETING_ACTION:
+            self._meeting(b, f"{e.case_key}:{p.action_id}", self._case_person(b, e), p.subtype,
+                          e.occurred_at)
 
-    def _on_PathwayStarted(self, e, p: ev.PathwayStarted, conn) -> None:  # noqa: N802
-        keys = {self.key_of(m) for m in p.members} | ({self._subject(e)} - {None})
-        upsert(conn, self.pathways, [{"pathway_id": p.pathway_id, "person_key": k}
-                                     for k in sorted(keys)])
+    def _on_PathwayStarted(self, b: _Batch, e, p: ev.PathwayStarted) -> None:  # noqa: N802
+        for k in sorted({self.key_of(m) for m in p.members} | ({self._subject(e)} - {None})):
+            b.pathways.put({"pathway_id": p.pathway_id, "person_key": k})
 
-    def _on_PathwayMeetingHeld(self, e, p: ev.PathwayMeetingHeld, conn) -> None:  # noqa: N802
-        members = conn.execute(sa.select(self.pathways.c.person_key).where(
-            self.pathways.c.pathway_id == p.pathway_id)).scalars().all()
-        for k in members:
-            self._meeting(conn, f"pathway:{e.source_record_id}:{e.source_version}:{k}", k,
+    def _on_PathwayMeetingHeld(self, b: _Batch, e, p: ev.PathwayMeetingHeld) -> None:  # noqa: N802
+        for row in b.pathways.with_first(b.conn, p.pathway_id):
+            k = row["person_key"]
+            self._meeting(b, f"pathway:{e.source_record_id}:{e.source_version}:{k}", k,
                           p.meeting_type, e.occurred_at)
 
     # --- the hub's own derived events -------------------------------------------------------
 
-    def _on_OverlapDetected(self, e, p: ev.OverlapDetected, conn) -> None:  # noqa: N802
-        o = self.overlaps
-        before = conn.execute(sa.select(o.c.episode).where(o.c.overlap_id == p.overlap_id)
-                              ).scalar() or 0
-        upsert(conn, o, [{"overlap_id": p.overlap_id, "kind": p.kind,
-                          "subject": e.person_key, "open": True, "episode": before + 1,
-                          "detected_at": e.occurred_at, "resolved_at": None,
-                          "explanation": p.explanation, "evidence": "\n".join(p.evidence)}])
+    def _on_OverlapDetected(self, b: _Batch, e, p: ev.OverlapDetected) -> None:  # noqa: N802
+        before = b.overlaps.get(p.overlap_id)
+        b.overlaps.put({"overlap_id": p.overlap_id, "kind": p.kind,
+                        "subject": e.person_key, "open": True,
+                        "episode": (before["episode"] if before else 0) + 1,
+                        "detected_at": e.occurred_at, "resolved_at": None,
+                        "explanation": p.explanation, "evidence": "\n".join(p.evidence)})
 
-    def _on_OverlapResolved(self, e, p: ev.OverlapResolved, conn) -> None:  # noqa: N802
-        self._update(conn, self.overlaps, {"overlap_id": p.overlap_id}, open=False,
-                     resolved_at=e.occurred_at)
+    def _on_OverlapResolved(self, b: _Batch, e, p: ev.OverlapResolved) -> None:  # noqa: N802
+        self._update(b.overlaps, p.overlap_id, open=False, resolved_at=e.occurred_at)
+
+
+class _Batch:
+    """The rows of one batch: one cache per fact, identity and overlap table."""
+
+    def __init__(self, p: TargetGroupsProjection, conn: sa.Connection):
+        self.conn = conn
+        f = p.facts
+        self.persons, self.cases = RowCache(f["persons"]), RowCache(f["cases"])
+        self.grants, self.consents = RowCache(f["grants"]), RowCache(f["consents"])
+        self.meetings, self.overlaps = RowCache(f["meetings"]), RowCache(p.overlaps)
+        self.identity, self.relations = KeyedRows(p.identity), KeyedRows(f["relations"])
+        self.links, self.pathways = KeyedRows(p.links), KeyedRows(p.pathways)
+        self.all: tuple[RowCache | KeyedRows, ...] = (
+            self.persons, self.cases, self.grants, self.consents, self.meetings, self.overlaps,
+            self.identity, self.relations, self.links, self.pathways)
+
+    def flush(self) -> None:
+        for cache in self.all:
+            cache.flush(self.conn)
 
 
 def _address_key(a: ev.Address | None) -> str | None:

@@ -109,6 +109,7 @@ class CprClient:
         self.service = self.zeep.create_service(soap.BINDING, self.endpoint)
         self._response_element = self.zeep.get_element(f"{_N}PersonLookupResponse")
         self._schema = etree.XMLSchema(etree.parse(str(soap.XSD_FILE)))
+        self._schema_lock = threading.Lock()
         self.requests = 0
         self._count_lock = threading.Lock()
 
@@ -163,9 +164,12 @@ class CprClient:
         body = env.find(f"{_E}Body/{_N}PersonLookupResponse")
         if body is None:
             raise MalformedReply("reply has no soap:Body/PersonLookupResponse", raw)
-        if not self._schema.validate(body):
-            raise MalformedReply(f"reply does not match the XSD: "
-                                 f"{self._schema.error_log.last_error.message}", raw)
+        with self._schema_lock:  # lookups run in threads; an XMLSchema's error log is shared
+            valid = self._schema.validate(body)
+            error = self._schema.error_log.last_error
+        if not valid:
+            raise MalformedReply("reply does not match the XSD: "
+                                 f"{error.message if error is not None else 'invalid'}", raw)
         return _record(pnr, self._response_element.parse(body, self.zeep.wsdl.types), raw)
 
     def _raise_fault(self, fault: etree._Element, raw: bytes) -> None:

@@ -56,6 +56,7 @@ class PartitionStream(Stream):
                 consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, int(cursor))
+            empty_polls = 0
             while True:
                 try:
                     polled = consumer.poll(timeout_ms=config.poll_timeout_ms,
@@ -64,8 +65,14 @@ class PartitionStream(Stream):
                     raise SourceUnavailable(f"kafka: poll of {self.name} failed: {exc}") from exc
                 records = polled.get(tp, [])
                 if not records:
-                    self._confirm_reachable(consumer, tp)
-                    return
+                    # An empty poll on a slow machine is not proof of being caught up: stop when
+                    # the position has reached the end offset (or after a few empty polls, since
+                    # some brokers under-report the end offset).
+                    empty_polls += 1
+                    if self._caught_up(consumer, tp) or empty_polls >= _MAX_EMPTY_POLLS:
+                        return
+                    continue
+                empty_polls = 0
                 yield self._batch(records)
         finally:
             consumer.close(autocommit=False)
@@ -85,12 +92,19 @@ class PartitionStream(Stream):
             log.warning("kafka_records_dead_lettered", stream=self.name, count=len(dead))
         return Batch(events=events, dead_letters=dead, cursor=str(records[-1].offset + 1))
 
-    def _confirm_reachable(self, consumer: KafkaConsumer, tp: TopicPartition) -> None:
-        """An empty poll means caught up OR broker gone: ask for the end offset to tell which."""
+    def _caught_up(self, consumer: KafkaConsumer, tp: TopicPartition) -> bool:
+        """An empty poll means caught up OR broker gone: the end offset tells which (and asking
+        for it fails when the broker is gone)."""
         try:
-            consumer.end_offsets([tp])
+            end = consumer.end_offsets([tp])[tp]
+            return consumer.position(tp) >= end
         except KafkaError as exc:
             raise SourceUnavailable(f"kafka: {self.name} unreachable: {exc}") from exc
+
+
+#: Empty polls in a row after which a partition counts as caught up even if the broker's end
+#: offset says otherwise.
+_MAX_EMPTY_POLLS = 3
 
 
 class KafkaConnector(Connector):

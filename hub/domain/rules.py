@@ -399,14 +399,20 @@ def _group_departments(rule: Rule, facts: Facts, active: list[CaseFact]
                     if by_person[p]:
                         found[p] = (f"household:{hh}", evidence)
         return found
-    for p in {c.person_key for c in wanted if c.department == rule.departments[0]}:
-        rels = [r for r in facts.relations if r.person_key == p
-                and (not rule.relations or r.relation in rule.relations)]
-        cases = by_person[p] + [c for r in rels for c in by_person[r.related_key]]
+    # A family is a family whichever side registered the relation and whichever department is
+    # listed first: every person with an active case in one of the departments is a subject,
+    # with the people related to them in either direction.
+    links: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for r in facts.relations:
+        if not rule.relations or r.relation in rule.relations:
+            links[r.person_key].add((r.relation, r.related_key))
+            links[r.related_key].add((r.relation, r.person_key))
+    for p, own in by_person.items():
+        rels = links.get(p, set())
+        cases = own + [c for _, other in rels for c in by_person.get(other, [])]
         if {c.department for c in cases} >= set(rule.departments):
             evidence = {f"case:{c.case_key}" for c in cases}
-            evidence |= {f"relation:{r.relation}:{r.related_key}" for r in rels
-                         if by_person[r.related_key]}
+            evidence |= {f"relation:{rel}:{other}" for rel, other in rels if other in by_person}
             found[p] = (f"family:{p}", evidence)
     return found
 

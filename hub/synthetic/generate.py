@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 from hub.synthetic.cases import TZ, CaseBuilder, Episode, at, make_units_and_caseworkers, rounded
 from hub.synthetic.model import Case, Consent, Marking, Municipality, Person, StatusChange
+from hub.synthetic.pathways import add_fagsystem_spellings, add_pathways, add_youth_consents
 from hub.synthetic.population import Population, build_population
 from hub.synthetic.rates import HISTORY_FROM, SERVICE_BY_KEY, Rates, Service
 
@@ -25,7 +26,7 @@ def generate(citizens: int, seed: int, as_of: datetime | None = None,
              municipality_code: str = "0999", name: str = "Glasby",
              rates: Rates | None = None) -> Municipality:
     """A municipality of exactly ``citizens`` persons with households, cases, grants, actions,
-    consents and markings up to ``as_of`` (default ``DEFAULT_AS_OF``)."""
+    consents, markings and coordinated pathways up to ``as_of`` (default ``DEFAULT_AS_OF``)."""
     if citizens < 1:
         raise ValueError("citizens must be at least 1")
     as_of = as_of or DEFAULT_AS_OF
@@ -45,6 +46,9 @@ def generate(citizens: int, seed: int, as_of: datetime | None = None,
     _double_sel85(pop, builder, today)
     _mirrors(pop, builder, today)
     _consents_and_markings(pop, today)
+    add_youth_consents(m, rng, rates, today)
+    add_pathways(m, rng, rates, today)
+    add_fagsystem_spellings(m, rng, rates, today)
     _nothing_after(m, as_of)
     return m
 
@@ -59,7 +63,12 @@ def _nothing_after(m: Municipality, as_of: datetime) -> None:
             c.updated_at = max([c.opened_at] + [s.at for s in c.status_history]
                                + [a.occurred_at for a in c.actions[-1:]])
             c.updated_at = min(c.updated_at, as_of)
-    for x in (*m.consents, *m.markings):
+    for pw in m.pathways:
+        pw.meetings = [x for x in pw.meetings if x.held_at <= as_of]
+        pw.plan_updates = [x for x in pw.plan_updates if x.at <= as_of]
+        if pw.tovholder_at is not None and pw.tovholder_at > as_of:
+            pw.tovholder_id = pw.tovholder_at = None
+    for x in (*m.consents, *m.markings, *m.pathways):
         if x.updated_at is not None and x.updated_at > as_of:
             x.updated_at = as_of
 

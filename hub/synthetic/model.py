@@ -62,6 +62,9 @@ class Person:
     first_address: Address | None = None   # where registered, when it differs from ``address``
     person_id: str | None = None           # the register's own record number (never the CPR)
     updated_at: datetime | None = None
+    # The fagsystem that registered the person under ``alternate_last_name``, and when.
+    alternate_name_system: str | None = None
+    alternate_name_registered_at: datetime | None = None
 
 
 @dataclass
@@ -186,6 +189,42 @@ class Marking:
 
 
 @dataclass
+class PathwayMeeting:
+    meeting_id: str
+    meeting_type: str             # regular, ungemoede-16, ungemoede-17.5
+    held_at: datetime
+    citizen_present: bool = True
+    participants: list[str] = field(default_factory=list)  # unit ids
+
+
+@dataclass
+class PlanUpdate:
+    at: datetime
+    progression: int              # 1-10
+    summary: str | None = None
+
+
+@dataclass
+class Pathway:
+    """A coordinated pathway (sammenhængende borgerforløb), kept in ``system`` (SBSYS)."""
+
+    pathway_id: str
+    system: str
+    anchor_unit_id: str
+    person: str                   # the consenting adult the pathway is filed under
+    members: list[str]            # CPR (or substitute) numbers of the family members in it
+    consent_id: str
+    started_at: datetime
+    tovholder_id: str | None = None
+    tovholder_at: datetime | None = None
+    meetings: list[PathwayMeeting] = field(default_factory=list)      # in date order
+    plan_updates: list[PlanUpdate] = field(default_factory=list)      # in date order
+    closed_at: datetime | None = None
+    close_reason: str | None = None  # job_or_education, returned_to_department, ...
+    updated_at: datetime | None = None
+
+
+@dataclass
 class Municipality:
     code: str
     name: str
@@ -199,6 +238,7 @@ class Municipality:
     cases: list[Case] = field(default_factory=list)
     consents: list[Consent] = field(default_factory=list)
     markings: list[Marking] = field(default_factory=list)
+    pathways: list[Pathway] = field(default_factory=list)
     # Added by the generator: id counters (so ``evolve`` continues them) and dwellings used.
     counters: dict[str, int] = field(default_factory=dict)
 

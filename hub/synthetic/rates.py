@@ -179,4 +179,10 @@ class Rates:
     consent_share: float = 0.5            # of multi-department families
     consent_withdrawn: float = 0.15
     marking_share: float = 0.3            # of consenting families: Fasit person-group marking
+    pathway_share: float = 0.7            # of consents: a coordinated pathway was started
+    pathway_closed: float = 0.35          # of pathways older than 120 days: closed since
+    pathway_meeting_days: tuple[int, int] = (42, 90)  # between regular pathway meetings
+    youth_pathway_share: float = 0.6      # of 15-17-year-olds with an active BUF case
+    youth_meeting_missed: float = 0.3     # 16 / 17½ meetings not held (Ballerup tracks these)
+    fagsystem_spelling_registered: float = 1.0  # persons with an alternate spelling and a case
     services: tuple[Service, ...] = field(default=SERVICES)

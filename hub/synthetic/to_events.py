@@ -4,7 +4,9 @@ Every event has a stable source key (source_system, source_record_id, source_ver
 event id that is the uuid5 of that key, so emitting the same municipality twice gives the same
 events and ingesting them again stores nothing new. Person facts come from "cpr"; case facts from
 the case's own fagsystem; markings from the marking's system; consents from "sbsys" (the consent
-form is journalised in the ESDH system).
+form is journalised in the ESDH system); coordinated pathways from the pathway's system ("sbsys").
+A person a fagsystem registered under another spelling of the last name also has that system's
+``PersonRegistered`` (same birth date and address as the register), so the systems' names differ.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from uuid import UUID, uuid5
 
 from hub.domain import events as ev
 from hub.synthetic.cases import TZ
-from hub.synthetic.model import Case, Consent, Marking, Municipality, Person, Relation
+from hub.synthetic.model import Case, Consent, Marking, Municipality, Pathway, Person, Relation
 from hub.synthetic.population import first_address
 
 #: Namespace of the demo's event ids (uuid5 of the source key).
@@ -68,6 +70,8 @@ def municipality_events(m: Municipality, *, time_ordered: bool = False
     workers = {c.caseworker_id: c for c in m.caseworkers}
     for c in m.cases:
         yield from case_events(c, units, workers, m.as_of)
+    for pw in m.pathways:
+        yield from pathway_events(pw, units, workers)
 
 
 def person_events(p: Person, relations=(), record_of: dict[str, str] | None = None
@@ -94,11 +98,28 @@ def person_events(p: Person, relations=(), record_of: dict[str, str] | None = No
         out.append(_event("cpr", f"{rid}/address/{move.address.address_id}",
                           move.since.isoformat(), max(registered, _noon(move.since)),
                           ev.PersonAddressChanged(move.address), person=cpr))
+    if p.alternate_name_system and p.alternate_name_registered_at and p.alternate_last_name:
+        out.append(_event(p.alternate_name_system, f"borger/{rid.removeprefix('person/')}",
+                          "registered", p.alternate_name_registered_at, ev.PersonRegistered(
+                              first_name=p.first_name, last_name=p.alternate_last_name,
+                              birth_date=p.birth_date, sex=p.sex,
+                              address=address_on(p, p.alternate_name_registered_at.date()),
+                              civil_status=p.civil_status,
+                              protected_address=p.protected_address), person=cpr))
     if p.died_on:
         out.append(_event("cpr", rid, "died", _noon(p.died_on), ev.PersonDied(p.died_on),
                           person=cpr))
     out.sort(key=lambda e: e.occurred_at)
     return out
+
+
+def address_on(p: Person, day: date):
+    """Where ``p`` lived on ``day`` (so an event never changes when the person moves later)."""
+    address = first_address(p)
+    for move in p.address_changes:
+        if move.since <= day:
+            address = move.address
+    return address
 
 
 def _record_no(cpr: str, record_of: dict[str, str]) -> str:
@@ -203,4 +224,37 @@ def marking_events(mk: Marking, as_of: datetime) -> list[ev.CanonicalEvent]:
     if mk.valid_to is not None and mk.valid_to <= as_of.date():
         out.append(_event(mk.system, rid, "ended", _noon(mk.valid_to), ev.MarkingEnded(
             mk.marking_id, mk.system, mk.marking_type, mk.valid_to), person=mk.person))
+    return out
+
+
+def pathway_events(pw: Pathway, unit_names: dict[str, str], workers: dict
+                   ) -> list[ev.CanonicalEvent]:
+    """A coordinated pathway's events (its own stream), filed under the consenting person."""
+    system, rid = pw.system, f"forloeb/{pw.pathway_id}"
+
+    def add(record_id: str, version: str, when: datetime, payload: ev.Payload,
+            actor: str | None = None) -> None:
+        out.append(_event(system, record_id, version, max(when, pw.started_at), payload,
+                          person=pw.person, actor=actor))
+
+    out: list[ev.CanonicalEvent] = []
+    add(rid, "started", pw.started_at, ev.PathwayStarted(
+        pw.pathway_id, pw.anchor_unit_id, unit_names.get(pw.anchor_unit_id, pw.anchor_unit_id),
+        None, tuple(pw.members)))
+    if pw.tovholder_id and pw.tovholder_at:
+        w = workers.get(pw.tovholder_id)
+        add(f"{rid}/tovholder/{pw.tovholder_id}", pw.tovholder_at.isoformat(), pw.tovholder_at,
+            ev.PathwayTovholderAssigned(pw.pathway_id, pw.tovholder_id,
+                                        w.name if w else pw.tovholder_id,
+                                        w.unit_id if w else pw.anchor_unit_id), pw.tovholder_id)
+    for mt in pw.meetings:
+        add(f"{rid}/moede/{mt.meeting_id}", "1", mt.held_at, ev.PathwayMeetingHeld(
+            pw.pathway_id, mt.meeting_type, mt.citizen_present, tuple(mt.participants)),
+            pw.tovholder_id)
+    for i, pu in enumerate(pw.plan_updates, start=1):
+        add(f"{rid}/plan/{i}", "1", pu.at, ev.PathwayPlanUpdated(
+            pw.pathway_id, pu.summary, pu.progression), pw.tovholder_id)
+    if pw.closed_at is not None and pw.close_reason:
+        add(rid, "closed", pw.closed_at, ev.PathwayClosed(pw.pathway_id, pw.close_reason))
+    out.sort(key=lambda e: e.occurred_at)  # stable: PathwayStarted stays first at its instant
     return out

@@ -119,25 +119,27 @@ def _age_milestone(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
 
 
 def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
-    rel, c = t["relations"], t["cases"]
-    # Phase 1, cheap semi-joins: anchors (an active case in the first department) whose family
-    # has an active case in every other department. Phase 2 gathers the evidence of those only.
-    # Subqueries rather than CTEs where PostgreSQL needs the tables' statistics to plan well.
+    """Subjects: people with an active case in any listed department whose family (themselves
+    and everyone related to them, whichever side registered the relation) covers every listed
+    department. Symmetric in department order and relation direction, like ``r.evaluate``."""
+    rel = t["relations"]
     w = _active_cases(t, rule.departments).subquery("w")
-    first = _active_cases(t, rule.departments[:1]).subquery("first")
-    covers = []
-    for d in rule.departments[1:]:
-        related = (sa.select(rel.c.person_key).join(c, c.c.person_key == rel.c.related_key)
-                   .where(c.c.active == sa.true(), c.c.department == d))
-        if rule.relations:
-            related = related.where(rel.c.relation.in_(rule.relations))
-        own = sa.select(c.c.person_key).where(c.c.active == sa.true(), c.c.department == d)
-        covers.append(first.c.person_key.in_(sa.union(own, related)))
-    anchors = sa.select(first.c.person_key).where(*covers).distinct().cte("anchors")
-    linked = sa.select(rel.c.person_key.label("anchor"), rel.c.related_key.label("member"),
-                       rel.c.relation).join(anchors, anchors.c.person_key == rel.c.person_key)
-    if rule.relations:
-        linked = linked.where(rel.c.relation.in_(rule.relations))
+    sides = []
+    for a, b in ((rel.c.person_key, rel.c.related_key), (rel.c.related_key, rel.c.person_key)):
+        q = sa.select(a.label("a"), b.label("b"), rel.c.relation)
+        sides.append(q.where(rel.c.relation.in_(rule.relations)) if rule.relations else q)
+    edges = sa.union_all(*sides).cte("edges")
+    # Phase 1, no strings: anchors whose own and relatives' departments cover the rule's.
+    # Phase 2 gathers the evidence of those only.
+    reach = sa.union_all(
+        sa.select(w.c.person_key.label("anchor"), w.c.department),
+        sa.select(edges.c.a, w.c.department).join(w, w.c.person_key == edges.c.b)
+    ).subquery("reach")
+    anchors = (sa.select(reach.c.anchor.label("person_key")).group_by(reach.c.anchor)
+               .having(sa.func.count(sa.distinct(reach.c.department)) == len(rule.departments))
+               .where(reach.c.anchor.in_(sa.select(w.c.person_key)))).cte("anchors")
+    linked = (sa.select(edges.c.a.label("anchor"), edges.c.b.label("member"), edges.c.relation)
+              .join(anchors, anchors.c.person_key == edges.c.a))
     members = sa.union_all(
         sa.select(anchors.c.person_key.label("anchor"), anchors.c.person_key.label("member"),
                   _NULL.label("relation")),
@@ -149,8 +151,7 @@ def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
                       _agg(_lit("case:") + w.c.case_key), _agg(relation_item))
             .join(w, w.c.person_key == members.c.member)
             .where(_consent(t, rule, members.c.anchor, as_of))
-            .group_by(members.c.anchor)
-            .having(sa.func.count(sa.distinct(w.c.department)) == len(rule.departments)))
+            .group_by(members.c.anchor))
 
 
 def _household(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 import uvicorn
 
 from hub.api.app import create_app
-from hub.bootstrap import bootstrap
+from hub.bootstrap import Hub, bootstrap
 from hub.cli.serve import follow_projections
 from hub.config import Settings
 from tests.api.conftest import api_config
@@ -31,7 +33,17 @@ class LiveServer:
 def live_server(tmp_path):
     hub = bootstrap(Settings(store_url=f"sqlite:///{tmp_path / 'store.db'}",
                              dev_key_file=tmp_path / "dev.key"), configure_logging=False)
-    world = populate(hub.store)
+    try:
+        world = populate(hub.store)
+        with running_server(hub, world) as server:
+            yield server
+    finally:
+        hub.close()
+
+
+@contextmanager
+def running_server(hub: Hub, world: World) -> Iterator[LiveServer]:
+    """Serve ``hub`` until the block ends, once the projections have caught up with its store."""
     stop = threading.Event()
     follower = follow_projections(hub, stop, interval=0.1)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -43,19 +55,19 @@ def live_server(tmp_path):
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:  # up, and the projections have caught up with the populated store
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).json().get("status") == "ready":
-                lag = httpx.get(f"{base}/readyz", timeout=2).json()["projection_lag"]
-                if lag and not any(lag.values()):
-                    break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("the server did not become ready within 20 s")
-        time.sleep(0.1)
     try:
+        deadline = time.monotonic() + 20
+        while True:  # up, and the projections have caught up with the populated store
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).json().get("status") == "ready":
+                    lag = httpx.get(f"{base}/readyz", timeout=2).json()["projection_lag"]
+                    if lag and not any(lag.values()):
+                        break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the server did not become ready within 20 s")
+            time.sleep(0.1)
         yield LiveServer(base, world)
     finally:
         server.should_exit = True
@@ -63,4 +75,3 @@ def live_server(tmp_path):
         stop.set()
         follower.join(timeout=10)
         sock.close()
-        hub.close()

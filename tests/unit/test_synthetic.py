@@ -16,11 +16,13 @@ from typer.testing import CliRunner
 from hub import schemas as schemas_mod
 from hub.domain import cpr as cprmod
 from hub.domain import events as ev
+from hub.domain.rules import add_months
 from hub.ingest.formats import event_to_avro, read_file, write_avro
 from hub.ingest.validate import Validator
 from hub.synthetic.cases import TZ
 from hub.synthetic.evolve import KINDS, advance
 from hub.synthetic.generate import generate
+from hub.synthetic.pathways import CLOSE_REASONS, YOUTH_MEETINGS
 from hub.synthetic.rates import BARNETS_LOV_FROM
 from hub.synthetic.stats import double_grants, figures, is_active, multi_department_persons
 from hub.synthetic.to_events import municipality_events
@@ -220,6 +222,116 @@ def test_consents_and_markings(big):
     assert all(mk.system == "fasit" for mk in big.markings)
 
 
+# --- coordinated pathways and spellings across systems --------------------------------------
+
+def test_pathways_have_tovholder_meetings_plans_and_closings(big):
+    consents = {c.consent_id: c for c in big.consents}
+    workers = {w.caseworker_id: w for w in big.caseworkers}
+    assert len(big.pathways) > 50
+    for pw in big.pathways:
+        c = consents[pw.consent_id]
+        assert pw.system == "sbsys" and pw.person == c.person and pw.person in pw.members
+        assert pw.anchor_unit_id in c.unit_ids and pw.started_at.date() > c.valid_from
+        if pw.tovholder_id:
+            assert workers[pw.tovholder_id].unit_id == pw.anchor_unit_id
+        times = [x.held_at for x in pw.meetings]
+        assert times == sorted(times) and all(t > pw.started_at for t in times)
+        assert all(1 <= u.progression <= 10 for u in pw.plan_updates)
+        if pw.closed_at:
+            assert pw.close_reason in CLOSE_REASONS and pw.closed_at > pw.started_at
+            assert all(t < pw.closed_at for t in times)
+        else:
+            assert pw.close_reason is None
+        assert (pw.closed_at or pw.started_at) <= big.as_of
+    assert sum(1 for pw in big.pathways if pw.tovholder_id) > 0.8 * len(big.pathways)
+    assert sum(len(pw.meetings) for pw in big.pathways) > 3 * len(big.pathways)
+    reasons = Counter(pw.close_reason for pw in big.pathways if pw.closed_at)
+    assert set(reasons) == set(CLOSE_REASONS), reasons
+    assert any(len({u.progression for u in pw.plan_updates}) > 1 for pw in big.pathways)
+
+
+def test_youth_meetings_around_16_and_17_5_some_missed():
+    m = generate(50_000, 7)
+    born = {p.cpr: p.birth_date for p in m.persons}
+    held = due = 0
+    for pw in m.pathways:
+        end = (pw.closed_at or m.as_of).date()
+        types = Counter(x.meeting_type for x in pw.meetings)
+        for months, mtype in YOUTH_MEETINGS:
+            for x in pw.members:
+                if x in born and pw.started_at.date() <= add_months(born[x], months) <= end:
+                    due += 1
+            held += types[mtype]
+            for mt in pw.meetings:
+                if mt.meeting_type == mtype:  # near a member's birthday
+                    assert any(abs((mt.held_at.date() - add_months(born[x], months)).days) <= 45
+                               for x in pw.members if x in born), pw.pathway_id
+    assert held > 5 and due > held  # some were missed
+
+
+def test_pathway_events_validate_and_close(small, schemas):
+    v = Validator(schemas)
+    evs = [e for e in municipality_events(small) if e.event_type.startswith("Pathway")]
+    types = Counter(e.event_type for e in evs)
+    for name in ("PathwayStarted", "PathwayTovholderAssigned", "PathwayMeetingHeld",
+                 "PathwayPlanUpdated", "PathwayClosed"):
+        assert types[name] > 0, name
+    assert types["PathwayStarted"] == len(small.pathways)
+    assert {e.source_system for e in evs} == {"sbsys"}
+    for e in evs:
+        assert v.from_avro(event_to_avro(e, schemas)) == e
+    again = [e for e in municipality_events(generate(3_000, 7))
+             if e.event_type.startswith("Pathway")]
+    assert [e.event_id for e in again] == [e.event_id for e in evs]
+
+
+def test_a_fagsystem_registers_the_alternate_spelling(small):
+    evs = [e for e in municipality_events(small) if e.event_type == "PersonRegistered"]
+    names: dict[str, dict[str, str]] = {}
+    for e in evs:
+        names.setdefault(e.person, {})[e.source_system] = e.payload.last_name
+    conflicts = {k: v for k, v in names.items() if len(set(v.values())) > 1}
+    assert conflicts
+    people = {p.cpr: p for p in small.persons}
+    case_systems: dict[str, set[str]] = {}
+    for c in small.cases:
+        case_systems.setdefault(c.person, set()).add(c.system)
+    for cpr, by_system in conflicts.items():
+        p = people[cpr]
+        assert by_system == {"cpr": p.last_name, p.alternate_name_system: p.alternate_last_name}
+        assert p.alternate_name_system in case_systems[cpr] - {"sbsys"}
+    other = [e for e in evs if e.source_system != "cpr"]
+    cpr_of = {e.person: e for e in evs if e.source_system == "cpr"}
+    for e in other:  # the same person otherwise: birth date and current address
+        p = people[e.person]
+        assert e.payload.birth_date == cpr_of[e.person].payload.birth_date
+        assert e.payload.address == p.address and e.payload.first_name == p.first_name
+
+
+def test_name_conflict_found_by_the_identity_check(small, sqlite_url):
+    from hub.targets.feed import catch_up
+    from hub.targets.identity import find_identity_overlaps
+    from projections.db import readmodel_engine
+    from projections.target_groups import TargetGroupsProjection
+
+    evs = list(municipality_events(small))
+    store = make_store(sqlite_url)
+    try:
+        store.append(evs)
+        engine = readmodel_engine(sqlite_url)
+        p = TargetGroupsProjection(store.person_key)
+        catch_up(store, engine, p)
+        with engine.connect() as conn:
+            found = find_identity_overlaps(conn, p)
+        expected = sum(1 for x in small.persons if x.alternate_name_system)
+        names = [o for o in found if o.kind == "conflicting_names"]
+        assert len(names) == expected > 0
+        assert all(len(o.evidence) == 2 and "source:cpr" in o.evidence for o in names)
+        assert not [o for o in found if o.kind == "conflicting_addresses"]
+    finally:
+        store.close()
+
+
 # --- events -----------------------------------------------------------------------------------
 
 def test_every_event_validates_and_survives_an_avro_file(small, schemas, tmp_path):
@@ -246,6 +358,8 @@ def test_events_are_in_business_time_order_per_stream(small):
     streams: dict[str, list[ev.CanonicalEvent]] = {}
     for e in municipality_events(small):
         key = e.case_key if e.case_key else f"person:{e.person}"
+        if e.event_type.startswith("Pathway"):  # a pathway's own stream (hub.domain.streams)
+            key = f"pathway:{e.payload.pathway_id}"
         streams.setdefault(key, []).append(e)
     for key, events in streams.items():
         times = [e.occurred_at for e in events]
@@ -254,9 +368,12 @@ def test_events_are_in_business_time_order_per_stream(small):
             assert events[0].event_type == "CaseOpened"
             assert all(e.source_system == key.split(":")[0] for e in events)
         else:
-            assert events[0].event_type in ("PersonRegistered", "ConsentGiven", "MarkingSet")
-    assert all(e.source_system == "cpr" for e in municipality_events(small)
-               if e.event_type.startswith("Person"))
+            assert events[0].event_type in ("PersonRegistered", "ConsentGiven", "MarkingSet",
+                                              "PathwayStarted")
+    other = {(p.cpr, p.alternate_name_system) for p in small.persons if p.alternate_name_system}
+    assert all(e.source_system == "cpr" or (e.event_type == "PersonRegistered"
+                                            and (e.person, e.source_system) in other)
+               for e in municipality_events(small) if e.event_type.startswith("Person"))
 
 
 def test_time_ordered_is_a_permutation(small):
