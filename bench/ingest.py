@@ -29,6 +29,7 @@ from hub import schemas  # noqa: E402
 from hub.ingest.formats import read_file, write_avro  # noqa: E402
 from hub.ingest.pipeline import Ingestor  # noqa: E402
 from hub.ingest.validate import Validator  # noqa: E402
+from hub.logging import configure  # noqa: E402
 
 COLS = ("originator_id", "originator_version", "topic", "state", "source_system", "source_key",
         "person_key", "case_key", "occurred_at", "recorded_at")
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--only", choices=["sqlite", "postgres"])
     args = ap.parse_args()
+    configure("console", "WARNING")
     with Timer() as t:
         events = realistic_events(args.events, seed=1)
     print(f"generated {len(events):,} canonical events in {t.seconds:.1f} s")

@@ -7,7 +7,8 @@ file (``hub.targets.loader`` adds file and line to the errors raised here); the 
 
 Every match names its subject (a person pseudonym), its group (household, family or the person)
 and its evidence: ``case:<case key>``, ``grant:<grant id>``, ``relation:<relation>:<person key>``
-or ``milestone:<meeting type>``. The explanation is derived from the evidence.
+(``<relation>-of`` when only the other side registered it) or ``milestone:<meeting type>``.
+The explanation is derived from the evidence.
 """
 
 from __future__ import annotations
@@ -399,15 +400,22 @@ def _group_departments(rule: Rule, facts: Facts, active: list[CaseFact]
                     if by_person[p]:
                         found[p] = (f"household:{hh}", evidence)
         return found
-    # A family is a family whichever side registered the relation and whichever department is
-    # listed first: every person with an active case in one of the departments is a subject,
-    # with the people related to them in either direction.
+    # A family is a family whichever side registered the relation: the anchors (people with an
+    # active case in the first department) with everyone related to them, in either direction.
+    # A relation registered only from the other side is evidence as ``<relation>-of``: the
+    # subject is the <relation> of that person (registered mother -> child "child": the child's
+    # evidence is ``relation:child-of:<mother>``).
+    chosen = [r for r in facts.relations if not rule.relations or r.relation in rule.relations]
     links: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for r in facts.relations:
-        if not rule.relations or r.relation in rule.relations:
-            links[r.person_key].add((r.relation, r.related_key))
-            links[r.related_key].add((r.relation, r.person_key))
+    for r in chosen:
+        links[r.person_key].add((r.relation, r.related_key))
+    forward = {(r.person_key, r.related_key) for r in chosen}
+    for r in chosen:
+        if (r.related_key, r.person_key) not in forward:
+            links[r.related_key].add((f"{r.relation}-of", r.person_key))
     for p, own in by_person.items():
+        if not any(c.department == rule.departments[0] for c in own):
+            continue
         rels = links.get(p, set())
         cases = own + [c for _, other in rels for c in by_person.get(other, [])]
         if {c.department for c in cases} >= set(rule.departments):

@@ -114,14 +114,15 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         self._insert_from_staging = SQL(
             "INSERT INTO {t} (" + ", ".join(_COLUMNS) + ")"
             " SELECT s.originator_id,"
-            "  coalesce(m.v, 0) + row_number() OVER (PARTITION BY s.originator_id ORDER BY s.seq),"
+            # The stream's current version by primary-key look-up for each new row (a join
+            # would be planned blind: the staging table has no statistics).
+            "  coalesce((SELECT max(e.originator_version) FROM {t} e"
+            "            WHERE e.originator_id = s.originator_id), 0)"
+            "  + row_number() OVER (PARTITION BY s.originator_id ORDER BY s.seq),"
             "  s.topic, s.state, s.source_system, s.source_key, s.person_key, s.case_key,"
             "  s.occurred_at, %s"
             " FROM (SELECT DISTINCT ON (source_key) * FROM glasplade_staging"
             "       ORDER BY source_key, seq) s"
-            " LEFT JOIN (SELECT e.originator_id, max(e.originator_version) AS v FROM {t} e"
-            "            WHERE e.originator_id IN (SELECT originator_id FROM glasplade_staging)"
-            "            GROUP BY e.originator_id) m ON m.originator_id = s.originator_id"
             " WHERE NOT EXISTS (SELECT 1 FROM {t} d WHERE d.source_key = s.source_key)"
             " ORDER BY s.seq").format(t=self._t)
 

@@ -119,31 +119,45 @@ def _age_milestone(rule: r.Rule, t: Tables, as_of: date) -> sa.CompoundSelect:
 
 
 def _family(rule: r.Rule, t: Tables, as_of: date) -> sa.Select:
-    """Subjects: people with an active case in any listed department whose family (themselves
-    and everyone related to them, whichever side registered the relation) covers every listed
-    department. Symmetric in department order and relation direction, like ``r.evaluate``."""
-    rel = t["relations"]
+    """Subjects: people with an active case in the first (anchoring) department whose family
+    (themselves and everyone related to them, whichever side registered the relation) has
+    active cases in every listed department; the same semantics as ``r.evaluate``."""
+    rel, c = t["relations"], t["cases"]
+    # Phase 1, cheap semi-joins: anchors whose family has an active case in every other
+    # department. Phase 2 gathers the evidence of those only. Subqueries rather than CTEs where
+    # PostgreSQL needs the tables' statistics to plan well.
     w = _active_cases(t, rule.departments).subquery("w")
-    sides = []
-    for a, b in ((rel.c.person_key, rel.c.related_key), (rel.c.related_key, rel.c.person_key)):
-        q = sa.select(a.label("a"), b.label("b"), rel.c.relation)
-        sides.append(q.where(rel.c.relation.in_(rule.relations)) if rule.relations else q)
-    edges = sa.union_all(*sides).cte("edges")
-    # Phase 1, no strings: anchors whose own and relatives' departments cover the rule's.
-    # Phase 2 gathers the evidence of those only.
-    reach = sa.union_all(
-        sa.select(w.c.person_key.label("anchor"), w.c.department),
-        sa.select(edges.c.a, w.c.department).join(w, w.c.person_key == edges.c.b)
-    ).subquery("reach")
-    anchors = (sa.select(reach.c.anchor.label("person_key")).group_by(reach.c.anchor)
-               .having(sa.func.count(sa.distinct(reach.c.department)) == len(rule.departments))
-               .where(reach.c.anchor.in_(sa.select(w.c.person_key)))).cte("anchors")
-    linked = (sa.select(edges.c.a.label("anchor"), edges.c.b.label("member"), edges.c.relation)
-              .join(anchors, anchors.c.person_key == edges.c.a))
+    first = _active_cases(t, rule.departments[:1]).subquery("first")
+    directions = ((rel.c.person_key, rel.c.related_key), (rel.c.related_key, rel.c.person_key))
+
+    def chosen(q: sa.Select) -> sa.Select:
+        return q.where(rel.c.relation.in_(rule.relations)) if rule.relations else q
+
+    covers = []
+    for d in rule.departments[1:]:
+        parts = [sa.select(c.c.person_key).where(c.c.active == sa.true(), c.c.department == d)]
+        parts += [chosen(sa.select(a).join(c, c.c.person_key == b)
+                         .where(c.c.active == sa.true(), c.c.department == d))
+                  for a, b in directions]
+        covers.append(first.c.person_key.in_(sa.union(*parts)))
+    anchors = sa.select(first.c.person_key).where(*covers).distinct().cte("anchors")
+    # Relations registered only from the member's side are evidence as "<relation>-of".
+    back = rel.alias("back")
+    registered_here = sa.select(back.c.person_key).where(
+        back.c.person_key == rel.c.related_key, back.c.related_key == rel.c.person_key)
+    if rule.relations:
+        registered_here = registered_here.where(back.c.relation.in_(rule.relations))
+    linked = [
+        chosen(sa.select(rel.c.person_key.label("anchor"), rel.c.related_key.label("member"),
+                         rel.c.relation)
+               .join(anchors, anchors.c.person_key == rel.c.person_key)),
+        chosen(sa.select(rel.c.related_key, rel.c.person_key, rel.c.relation + _lit("-of"))
+               .join(anchors, anchors.c.person_key == rel.c.related_key)
+               .where(~sa.exists(registered_here)))]
     members = sa.union_all(
         sa.select(anchors.c.person_key.label("anchor"), anchors.c.person_key.label("member"),
                   _NULL.label("relation")),
-        linked).subquery("members")
+        *linked).subquery("members")
     relation_item = sa.case((members.c.relation.is_not(None),
                              _lit("relation:") + members.c.relation + _lit(":")
                              + members.c.member), else_=_NULL)

@@ -188,6 +188,15 @@ def pending(conn: sa.Connection, status: str | None = None) -> list[Any]:
     return conn.execute(q.where(WRITEBACK.c.status == status) if status else q).all()
 
 
+def handled(conn: sa.Connection, limit: int = 200) -> list[Any]:
+    """Commands past planning (approved, done, failed), the most recently decided first."""
+    _md.create_all(conn)
+    w = WRITEBACK
+    latest = sa.func.coalesce(w.c.written_at, w.c.decided_at, w.c.planned_at)
+    return conn.execute(sa.select(w).where(w.c.status != "planned")
+                        .order_by(latest.desc(), w.c.command_id).limit(limit)).all()
+
+
 def _run(writers: Writers, c: Command, cpr: str) -> str | None:
     if isinstance(c, SetMarking):
         return writers.set_marking(cpr, c.system, c.marking_type, c.valid_from)

@@ -80,3 +80,41 @@ def rules(draw) -> r.Rule:
             max_size=2, unique_by=lambda x: x[1])))
         base["lead_days"] = draw(st.integers(0, 60))
     return r.Rule(**base)
+
+
+@st.composite
+def one_way_relations(draw, people: list[str]) -> tuple[r.RelationFact, ...]:
+    """Relations as incomplete sources register them: each pair of people in one direction only
+    (``flip`` in the property tests turns them around)."""
+    pairs = draw(st.sets(st.tuples(st.sampled_from(people), st.sampled_from(people)).filter(
+        lambda p: p[0] < p[1]), max_size=6))
+    return tuple(r.RelationFact(*((a, b) if draw(st.booleans()) else (b, a)),
+                                draw(st.sampled_from(RELATIONS))) for a, b in sorted(pairs))
+
+
+@st.composite
+def family_facts(draw) -> r.Facts:
+    """Small families for the family rule: active and ended cases, one-directional relations."""
+    people = PERSONS[:5]
+    cases = tuple(r.CaseFact(f"c{i}", draw(st.sampled_from(people)),
+                             draw(st.sampled_from(DEPARTMENTS[:3])), "U1", draw(st.booleans()))
+                  for i in range(draw(st.integers(0, 8))))
+    return r.Facts(tuple(r.PersonFact(p) for p in people), cases,
+                   relations=draw(one_way_relations(people)))
+
+
+@st.composite
+def family_rules(draw, consent_allowed: bool = True) -> r.Rule:
+    """A family rule over two or three of the departments the families have, in any order."""
+    deps = tuple(draw(st.lists(st.sampled_from(DEPARTMENTS[:3]), unique=True, min_size=2,
+                               max_size=3)))
+    rels = tuple(draw(st.lists(st.sampled_from(RELATIONS), unique=True)))
+    return r.Rule("family", "1", "family_departments", "t", departments=deps, relations=rels,
+                  consent=draw(consent) if consent_allowed else None)
+
+
+def flip(f: r.Facts, which: list[bool]) -> r.Facts:
+    """The same facts with some relations registered from the other side."""
+    rels = tuple(r.RelationFact(x.related_key, x.person_key, x.relation) if turn else x
+                 for x, turn in zip(f.relations, which + [False] * len(f.relations)))
+    return r.Facts(f.persons, f.cases, f.grants, rels, f.consents, f.meetings)

@@ -61,6 +61,31 @@ def test_list_explanation_and_leader_approval(client, nightly, hub):  # noqa: F8
     assert row.decided_by == "lise"
 
 
+def _handled_table(html: str) -> str:
+    start = html.find('data-testid="write-back-handled"')
+    return html[start:html.index("</table>", start)] if start >= 0 else ""
+
+
+def test_approved_done_and_failed_commands_stay_visible(client, nightly):  # noqa: F811
+    """After approval the command leaves the waiting list and shows who approved it, then
+    whether it was carried out or failed (and how often it was tried)."""
+    _, command, engine = nightly
+    page_login(client, "lise")
+    r = client.get("/maalgrupper")
+    assert _handled_table(r.text) == "" and "Ingen godkendte eller udførte" in r.text
+    client.post("/maalgrupper/godkend", data={"kommando": command.command_id,
+                                              "csrf": csrf_of(r.text)})
+    table = _handled_table(client.get("/maalgrupper").text)
+    assert "Sæt markering" in table and "godkendt, afventer udførelse" in table
+    assert "lise" in table and command.subject[:12] in table
+    for status, attempts, shown in (("failed", 2, "fejlet (forsøg 2)"), ("done", 3, "udført")):
+        with engine.begin() as conn:  # as wb.execute leaves it after a write
+            conn.execute(wb.WRITEBACK.update().values(status=status, attempts=attempts,
+                                                      written_at=datetime.now(UTC)))
+        table = _handled_table(client.get("/maalgrupper").text)
+        assert shown in table and "lise" in table and "godkendt" not in table
+
+
 def test_caseworker_cannot_approve_and_stale_form_is_refused(client, nightly):  # noqa: F811
     _, command, engine = nightly
     page_login(client, "anne")

@@ -99,10 +99,12 @@ def target_groups(request: Request, user: Annotated[User, Depends(current_user)]
                         if rule and r_id == rule.rule_id})
         rows = queries.match_list(conn, tg, rule.rule_id, enhed or None, 200) if rule else []
         planned = writeback.pending(conn, "planned")
+        handled = writeback.handled(conn)
         overlaps = conn.execute(tg.overlaps.select().where(tg.overlaps.c.open == True)  # noqa: E712
                                 .order_by(tg.overlaps.c.detected_at).limit(200)).all()
     return _page(request, "target_groups.html", user, rules=rules, rule=rule, rows=rows,
-                 units=units, unit=enhed, planned=planned, overlaps=overlaps,
+                 units=units, unit=enhed, planned=planned, handled=handled,
+                 overlaps=overlaps,
                  may_approve=user.has("leader"))
 
 
