@@ -69,6 +69,10 @@ def set_name(row: Row, first: str, last: str) -> None:
     row["last_name_search"] = t.normalize_name(f"{last} {first}")
 
 
+#: The person register: its name and address win over a fagsystem's registration.
+CPR_SOURCE = "cpr"
+
+
 class _Rows:
     """One RowCache per table for the events of one batch."""
 
@@ -94,7 +98,7 @@ class _Rows:
 
 class CitizenOverviewProjection(Projection):
     name = t.NAME
-    version = 1
+    version = 2  # 2: name_source (the CPR register's name wins)
     topics = PERSON + CASE + OTHER
 
     def __init__(self, person_key_of: Callable[[str], str]):
@@ -187,8 +191,10 @@ class CitizenOverviewProjection(Projection):
     def _on_PersonRegistered(self, rows: _Rows, e: ev.CanonicalEvent,  # noqa: N802
                              p: ev.PersonRegistered) -> None:
         row = self._person(rows, e)
-        set_name(row, p.first_name, p.last_name)
-        set_address(row, p.address)
+        if e.source_system == CPR_SOURCE or row.get("name_source") in (None, e.source_system):
+            set_name(row, p.first_name, p.last_name)
+            set_address(row, p.address)
+            row["name_source"] = e.source_system
         row.update(registered=True, cpr=e.person or row["cpr"], birth_date=p.birth_date,
                    sex=p.sex, civil_status=p.civil_status,
                    protected_address=p.protected_address)

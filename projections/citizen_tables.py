@@ -30,6 +30,9 @@ persons = _t(
     sa.Column("person_key", sa.String(64), primary_key=True),
     sa.Column("cpr", sa.String(16)),
     sa.Column("registered", sa.Boolean, nullable=False),
+    # The system the name and address came from: the CPR register wins over a fagsystem's own
+    # registration (which may spell the name differently).
+    sa.Column("name_source", sa.String(32)),
     sa.Column("first_name", sa.Text),
     sa.Column("last_name", sa.Text),
     sa.Column("name_search", SearchText),

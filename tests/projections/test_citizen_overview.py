@@ -213,3 +213,22 @@ def test_identifier_replaced_moves_everything_to_the_new_number(store, engine, r
     assert len(o.consents) == 1
     assert p is not None and [m.person.person_key for m in p.children] == [new_key]
     assert [a.person_key for a in accesses] == [new_key, new_key]
+
+
+def test_the_cpr_registers_name_wins_over_a_fagsystems_spelling(store, engine, runner):
+    """A fagsystem may spell a name differently; the overview shows the CPR register's, in
+    whichever order the two registrations arrive."""
+    first, second = cpr(71), cpr(72)
+
+    def registered(person, last_name, source):
+        return event(ev.PersonRegistered(first_name="Mia", last_name=last_name,
+                                         birth_date=date(1990, 1, 1), sex="K", address=address()),
+                     person=person, source=source)
+
+    store.append([registered(first, "Glasmose", "cpr"), registered(first, "Glasmoose", "fasit"),
+                  registered(second, "Glasmoose", "fasit"), registered(second, "Glasmose", "cpr")])
+    runner.run()
+    with engine.connect() as conn:
+        names = [q.citizen_overview(conn, store.person_key(p), today=TODAY).person.name
+                 for p in (first, second)]
+    assert names == ["Mia Glasmose", "Mia Glasmose"]
