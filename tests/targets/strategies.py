@@ -115,6 +115,7 @@ def family_rules(draw, consent_allowed: bool = True) -> r.Rule:
 
 def flip(f: r.Facts, which: list[bool]) -> r.Facts:
     """The same facts with some relations registered from the other side."""
+    turns = (which + [False] * len(f.relations))[:len(f.relations)]
     rels = tuple(r.RelationFact(x.related_key, x.person_key, x.relation) if turn else x
-                 for x, turn in zip(f.relations, which + [False] * len(f.relations)))
+                 for x, turn in zip(f.relations, turns, strict=True))
     return r.Facts(f.persons, f.cases, f.grants, rels, f.consents, f.meetings)
