@@ -213,3 +213,28 @@ def _diff_caseworker(emit: _Emitter, snap: CaseSnapshot, known: CaseState,
             caseworker_id=cw.caseworker_id, caseworker_name=cw.name, unit_id=cw.unit_id,
             contact=cw.contact))
 
+
+
+class KnownCasesSource:
+    """A snapshot connector's view of what the store knows, built on first use. ``store`` is the
+    runner's store, or a factory that opens one (then it is closed with ``close()``)."""
+
+    def __init__(self, store, source_system: str):
+        self._store = store
+        self._source_system = source_system
+        self._owned: EventStore | None = None
+        self._known: KnownCases | None = None
+
+    def get(self) -> KnownCases:
+        if self._known is None:
+            store = self._store
+            if not isinstance(store, EventStore):
+                store = self._owned = store()
+            self._known = KnownCases(store, self._source_system)
+        return self._known
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+            self._known = None

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from connectors.dubu.casediff import INACTIVE, KnownCases, diff_case
+from connectors.dubu.casediff import INACTIVE, KnownCases, KnownCasesSource, diff_case
 from connectors.dubu.client import ACTIVE_FILTER, INACTIVE_FILTER, DubuClient, SessionLogin
 from connectors.dubu.mapping import (
     SOURCE_SYSTEM,
@@ -183,17 +183,10 @@ class DubuConnector(Connector):
             headers={"User-Agent": config.user_agent} if config.user_agent else {},
             auth=SessionLogin(config.username, config.password, config.idp,
                               cookie=config.session_cookie, ttl=config.session_ttl))
-        self._store = store
-        self._known: KnownCases | None = None
-        self._owned_store: EventStore | None = None
+        self._known_cases = KnownCasesSource(store, SOURCE_SYSTEM)
 
     def known(self) -> KnownCases:
-        if self._known is None:
-            store = self._store
-            if not isinstance(store, EventStore):
-                store = self._owned_store = store()
-            self._known = KnownCases(store, SOURCE_SYSTEM)
-        return self._known
+        return self._known_cases.get()
 
     def check(self) -> None:
         self.client.current_user()
@@ -204,10 +197,7 @@ class DubuConnector(Connector):
 
     def close(self) -> None:
         self.client.close()
-        if self._owned_store is not None:
-            self._owned_store.close()
-            self._owned_store = None
-            self._known = None
+        self._known_cases.close()
 
 
 def from_settings(settings: Settings, store: EventStore | None = None) -> DubuConnector:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from connectors.dubu.casediff import KnownCases, diff_case
+from connectors.dubu.casediff import KnownCases, KnownCasesSource, diff_case
 from connectors.fasit.client import BearerToken, FasitClient
 from connectors.fasit.dates import parse_timestamp, timestamp_to_wire
 from connectors.fasit.mapping import (
@@ -243,17 +243,10 @@ class FasitConnector(Connector):
             retry=config.retry, headers={"X-Tenant": config.tenant},
             auth=BearerToken(config.token_url, config.client_id, config.client_secret,
                              token=config.token))
-        self._store = store
-        self._owned_store: EventStore | None = None
-        self._known: KnownCases | None = None
+        self._known_cases = KnownCasesSource(store, SOURCE_SYSTEM)
 
     def known(self) -> KnownCases:
-        if self._known is None:
-            store = self._store
-            if not isinstance(store, EventStore):
-                store = self._owned_store = store()
-            self._known = KnownCases(store, SOURCE_SYSTEM)
-        return self._known
+        return self._known_cases.get()
 
     def check(self) -> None:
         self.client.person_groups()
@@ -266,10 +259,7 @@ class FasitConnector(Connector):
 
     def close(self) -> None:
         self.client.close()
-        if self._owned_store is not None:
-            self._owned_store.close()
-            self._owned_store = None
-            self._known = None
+        self._known_cases.close()
 
 
 def from_settings(settings: Settings, store: EventStore | None = None) -> FasitConnector:
