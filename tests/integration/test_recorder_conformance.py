@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from contextlib import ExitStack
 
@@ -41,8 +42,13 @@ class _SQLiteFile:
         super().setUp()
         self._dir = tempfile.mkdtemp(prefix="glasplade-conformance-")
         self._datastores: list[SQLiteDatastore] = []
+        self._threads_before = set(threading.enumerate())
 
     def tearDown(self) -> None:
+        # The library's concurrency tests signal their reader threads to stop but do not join
+        # them; closing a connection a reader is still using crashes sqlite3. Join them first.
+        for t in set(threading.enumerate()) - self._threads_before:
+            t.join(timeout=30)
         for d in self._datastores:
             d.close()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -111,8 +117,11 @@ class _PostgresDatabase:
             conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
             conn.execute("CREATE SCHEMA public")
         self._datastores = []
+        self._threads_before = set(threading.enumerate())
 
     def tearDown(self) -> None:
+        for t in set(threading.enumerate()) - self._threads_before:  # see _SQLiteFile.tearDown
+            t.join(timeout=30)
         for d in self._datastores:
             d.close()
         super().tearDown()
