@@ -32,6 +32,16 @@ from hub.store.postgres import GlaspladePostgresRecorder, datastore_from_url
 from hub.store.sqlite import GlaspladeSQLiteRecorder
 from tests import pg
 
+
+def _join_library_readers(before: set[threading.Thread]) -> None:
+    """The library's concurrency tests signal their reader threads to stop but do not join them;
+    closing a connection a reader still uses crashes sqlite3. Join those readers (Python names
+    a thread after its target: ``Thread-N (read_continuously)``), not pool workers."""
+    for t in set(threading.enumerate()) - before:
+        if "read_continuously" in t.name:
+            t.join(timeout=30)
+
+
 # --- SQLite ---------------------------------------------------------------------------------
 
 
@@ -45,10 +55,7 @@ class _SQLiteFile:
         self._threads_before = set(threading.enumerate())
 
     def tearDown(self) -> None:
-        # The library's concurrency tests signal their reader threads to stop but do not join
-        # them; closing a connection a reader is still using crashes sqlite3. Join them first.
-        for t in set(threading.enumerate()) - self._threads_before:
-            t.join(timeout=30)
+        _join_library_readers(self._threads_before)
         for d in self._datastores:
             d.close()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -120,8 +127,7 @@ class _PostgresDatabase:
         self._threads_before = set(threading.enumerate())
 
     def tearDown(self) -> None:
-        for t in set(threading.enumerate()) - self._threads_before:  # see _SQLiteFile.tearDown
-            t.join(timeout=30)
+        _join_library_readers(self._threads_before)
         for d in self._datastores:
             d.close()
         super().tearDown()
