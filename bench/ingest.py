@@ -1,6 +1,7 @@
 """Ingest benchmark (issue 2): the store's append path against raw bulk writes, same run.
 
-For PostgreSQL and SQLite, in fresh databases:
+The events are a synthetic municipality's (hub.synthetic). For PostgreSQL and SQLite, in fresh
+databases:
   raw      COPY (PostgreSQL) / executemany in one transaction (SQLite) of rows of the same sizes
            and columns as the store's rows into a bare table (no indexes, no keys): the ceiling.
   append   EventStore.append of canonical events in batches: pseudonymise, seal (AES-GCM),
@@ -14,6 +15,7 @@ Prints events/s and each figure's ratio to raw. Usage: python bench/ingest.py [-
 from __future__ import annotations
 
 import argparse
+import itertools
 import sqlite3
 import sys
 import tempfile
@@ -24,15 +26,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from bench.common import Timer, make_store, pg_database, rate  # noqa: E402
-from bench.events import realistic_events  # noqa: E402
 from hub import schemas  # noqa: E402
 from hub.ingest.formats import read_file, write_avro  # noqa: E402
 from hub.ingest.pipeline import Ingestor  # noqa: E402
 from hub.ingest.validate import Validator  # noqa: E402
 from hub.logging import configure  # noqa: E402
+from hub.synthetic.generate import generate  # noqa: E402
+from hub.synthetic.to_events import municipality_events  # noqa: E402
 
 COLS = ("originator_id", "originator_version", "topic", "state", "source_system", "source_key",
         "person_key", "case_key", "occurred_at", "recorded_at")
+
+
+def synthetic_events(n: int, seed: int):
+    """The first ``n`` canonical events of a synthetic municipality just large enough (about
+    five events per citizen), so the benchmark ingests what the demo and the connectors do."""
+    citizens = n // 4 + 100
+    events = list(itertools.islice(municipality_events(generate(citizens, seed)), n))
+    if len(events) < n:
+        raise SystemExit(f"only {len(events)} events from {citizens} citizens")
+    return events
 
 
 def raw_rows(store, events):
@@ -119,7 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     configure("console", "WARNING")
     with Timer() as t:
-        events = realistic_events(args.events, seed=1)
+        events = synthetic_events(args.events, seed=1)
     print(f"generated {len(events):,} canonical events in {t.seconds:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
         avro_path = Path(tmp) / "events.avro"

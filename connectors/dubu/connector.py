@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from connectors.dubu.casediff import INACTIVE, KnownCases, KnownCasesSource, diff_case
 from connectors.dubu.client import ACTIVE_FILTER, INACTIVE_FILTER, DubuClient, SessionLogin
 from connectors.dubu.mapping import (
     SOURCE_SYSTEM,
@@ -32,6 +31,7 @@ from connectors.dubu.mapping import (
     to_snapshot,
 )
 from connectors.http import RetryPolicy
+from connectors.snapshot import INACTIVE, KnownCases, KnownCasesSource, diff_case
 from hub.config import ConfigError, Settings
 from hub.domain import events as ev
 from hub.ingest.connector import Batch, Connector, Stream

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Any
 
-from connectors.dubu.casediff import ActionSnapshot, CaseSnapshot, CaseworkerRef
+from connectors.snapshot import ActionSnapshot, CaseSnapshot, CaseworkerRef
 from hub.domain import cpr
 from hub.ingest.validate import LOCAL_TZ
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from connectors.dubu.casediff import KnownCases, KnownCasesSource, diff_case
 from connectors.fasit.client import BearerToken, FasitClient
 from connectors.fasit.dates import parse_timestamp, timestamp_to_wire
 from connectors.fasit.mapping import (
@@ -31,6 +30,7 @@ from connectors.fasit.mapping import (
     to_snapshot,
 )
 from connectors.http import RetryPolicy
+from connectors.snapshot import KnownCases, KnownCasesSource, diff_case
 from hub.config import ConfigError, Settings
 from hub.domain import events as ev
 from hub.ingest.connector import Batch, Connector, Stream

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from connectors.dubu.casediff import CaseSnapshot, CaseworkerRef, make_event
 from connectors.fasit.dates import from_wire, parse_timestamp
+from connectors.snapshot import CaseSnapshot, CaseworkerRef, make_event
 from hub.domain import cpr as cprmod
 from hub.domain import events as ev
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -99,3 +100,20 @@ def make_municipality(persons: int = 30, cases_per_system: int = 12, seed: int =
 @pytest.fixture
 def municipality() -> Municipality:
     return make_municipality()
+
+
+def case_event_counts(m, system: str) -> Counter[str]:
+    """The canonical events a full read of ``system``'s cases in ``m`` must store, per type
+    (shared by the snapshot-diffed systems' suites)."""
+    from connectors.snapshot import INACTIVE
+
+    n: Counter[str] = Counter()
+    for c in m.cases:
+        if c.system != system:
+            continue
+        n["CaseOpened"] += 1
+        n["CaseworkerAssigned"] += bool(c.caseworker_id)
+        n["CaseClosed"] += c.status in INACTIVE
+        n["CasePassivated"] += c.status == "passive"
+        n["CaseActionRecorded"] += len(c.actions)
+    return n

@@ -14,24 +14,17 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from connectors.dubu.casediff import INACTIVE
 from connectors.http import RequestRejected
+from connectors.snapshot import INACTIVE
 from hub.config import ConfigError, Settings
 from hub.ingest.connector import AuthenticationFailed
 from hub.synthetic.model import Case, CaseAction, Municipality, StatusChange
+from tests.connectors.conftest import case_event_counts
 from tests.connectors.suite import ConnectorSuite
 
 
 def dubu_expected(m: Municipality) -> dict[str, int]:
-    n: Counter[str] = Counter()
-    for c in m.cases:
-        if c.system != "dubu":
-            continue
-        n["CaseOpened"] += 1
-        n["CaseworkerAssigned"] += bool(c.caseworker_id)
-        n["CaseClosed"] += c.status in INACTIVE
-        n["CasePassivated"] += c.status == "passive"
-        n["CaseActionRecorded"] += len(c.actions)
+    n = case_event_counts(m, "dubu")
     return {k: v for k, v in n.items() if v}
 
 

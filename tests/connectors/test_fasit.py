@@ -4,35 +4,26 @@ tenant header and bearer token, the fasitDsl search, journal notes and person-gr
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date, datetime, timedelta
 
 import httpx
 import orjson
 import pytest
 
-from connectors.dubu.casediff import INACTIVE
 from connectors.fasit.commands import CommandRejected, FasitMarkings
 from connectors.fasit.dates import from_wire, timestamp_to_wire, to_wire
 from connectors.http import RequestRejected
 from hub.config import ConfigError, Settings
 from hub.ingest.connector import AuthenticationFailed
 from hub.synthetic.model import Case, CaseAction, Marking, Municipality
+from tests.connectors.conftest import case_event_counts
 from tests.connectors.suite import ConnectorSuite
 
 GROUP = "Sammenhængende borgerforløb"
 
 
 def fasit_expected(m: Municipality) -> dict[str, int]:
-    n: Counter[str] = Counter()
-    for c in m.cases:
-        if c.system != "fasit":
-            continue
-        n["CaseOpened"] += 1
-        n["CaseworkerAssigned"] += bool(c.caseworker_id)
-        n["CaseClosed"] += c.status in INACTIVE
-        n["CasePassivated"] += c.status == "passive"
-        n["CaseActionRecorded"] += len(c.actions)
+    n = case_event_counts(m, "fasit")
     for mk in m.markings:
         if mk.system == "fasit":
             n["MarkingSet"] += 1
