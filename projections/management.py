@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.rows import RowCache
-from projections.target_groups import INACTIVE_STATUSES, KeyedRows, KeyOf
+from projections.rows import KeyedRows, RowCache
+from projections.target_groups import INACTIVE_STATUSES, KeyOf
 
 _TS = sa.DateTime(timezone=True)
 FOLLOW_UP_ACTION = "follow_up"

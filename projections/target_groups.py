@@ -11,7 +11,7 @@ whatever the store says, and a rebuild gives the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.rows import RowCache, upsert
+from projections.rows import KeyedRows, RowCache
 
 #: Case statuses that end a case's activity (canonical statuses from the connectors' mappings).
 INACTIVE_STATUSES = frozenset({"closed", "passive", "dismissed", "completed", "cancelled",
@@ -35,64 +35,6 @@ _CHUNK = 500  # keys per IN (...) list
 KeyOf = Callable[[str], str]
 _TS = sa.DateTime(timezone=True)
 Row = dict[str, Any]
-
-
-class KeyedRows:
-    """The rows of a table with a composite primary key that a batch reads and writes
-    (``RowCache`` is for one-column keys). Rows are read by the key's first column; ``flush``
-    deletes the removed keys and upserts the others (insert-if-absent on all-key tables)."""
-
-    def __init__(self, table: sa.Table):
-        self.table = table
-        self.pk = tuple(c.name for c in table.primary_key.columns)
-        self._rows: dict[tuple, Row | None] = {}
-        self._by_first: dict[Any, set[tuple]] = {}
-        self._loaded: set[Any] = set()
-        self._dirty: set[tuple] = set()
-
-    def load(self, conn: sa.Connection, firsts: Iterable[Any]) -> None:
-        """Read every row whose first key column is one of ``firsts`` (not read yet); rows
-        already in memory are kept (they may hold this batch's changes)."""
-        wanted = sorted({f for f in firsts if f is not None} - self._loaded)
-        col = self.table.c[self.pk[0]]
-        for i in range(0, len(wanted), _CHUNK):
-            for r in conn.execute(sa.select(self.table).where(col.in_(wanted[i:i + _CHUNK]))):
-                row = dict(r._mapping)
-                key = tuple(row[c] for c in self.pk)
-                if key not in self._rows:
-                    self._rows[key] = row
-                    self._by_first.setdefault(key[0], set()).add(key)
-        self._loaded.update(wanted)
-
-    def get(self, conn: sa.Connection, key: tuple) -> Row | None:
-        self.load(conn, [key[0]])
-        return self._rows.get(key)
-
-    def with_first(self, conn: sa.Connection, first: Any) -> list[Row]:
-        """The rows whose first key column is ``first``."""
-        self.load(conn, [first])
-        return [r for k in self._by_first.get(first, ()) if (r := self._rows[k]) is not None]
-
-    def put(self, row: Row) -> None:
-        key = tuple(row[c] for c in self.pk)
-        self._rows[key] = row
-        self._by_first.setdefault(key[0], set()).add(key)
-        self._dirty.add(key)
-
-    def delete(self, key: tuple) -> None:
-        self._rows[key] = None
-        self._dirty.add(key)
-
-    def flush(self, conn: sa.Connection) -> None:
-        """Write the changes; the rows stay in memory."""
-        gone = [k for k in self._dirty if self._rows[k] is None]
-        if gone:
-            t = self.table
-            conn.execute(t.delete().where(*(t.c[c] == sa.bindparam(f"k_{c}") for c in self.pk)),
-                         [{f"k_{c}": v for c, v in zip(self.pk, k, strict=True)} for k in gone])
-        upsert(conn, self.table, [r for k in self._dirty if (r := self._rows[k]) is not None],
-               unique=True)
-        self._dirty.clear()
 
 
 def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Table]:
