@@ -8,7 +8,7 @@ back. Each backend's tests inherit ``hub.store.testing.EventStoreContract``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -19,10 +19,23 @@ class StoreError(RuntimeError):
     """The store could not do what was asked (connection lost, schema missing, conflict)."""
 
 
-class EventRow(NamedTuple):
-    """An event as a backend writes it: clear index columns, sealed state. (A NamedTuple: made
-    once per event on the hot path, where a frozen dataclass costs several times more.)
+class EventKey(NamedTuple):
+    """An event's clear index columns: everything a backend needs to dedupe it, number it in its
+    stream and index it, without its (sealed) state. (A NamedTuple: made once per event on the hot
+    path, where a frozen dataclass costs several times more.)
     """
+
+    originator_id: UUID
+    topic: str
+    source_system: str
+    source_key: bytes
+    person_key: str | None
+    case_key: str | None
+    occurred_at: datetime
+
+
+class EventRow(NamedTuple):
+    """An event as a backend writes it: clear index columns, sealed state."""
 
     originator_id: UUID
     topic: str
@@ -32,6 +45,33 @@ class EventRow(NamedTuple):
     person_key: str | None
     case_key: str | None
     occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """A batch to append: every event's index columns now, its sealed state on demand.
+
+    Sealing (serialise + encrypt) is the costly part of an event's row. A backend first drops
+    duplicates by ``keys`` and then asks ``seal`` for the states of the rows it will write, in
+    chunks, while it writes the previous chunk: duplicates are never sealed, and the database
+    works on one chunk while Python seals the next.
+    """
+
+    keys: Sequence[EventKey]
+    seal: Callable[[Sequence[int]], list[bytes]]
+    """The sealed states of ``keys[i]`` for each ``i`` given, in that order."""
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def rows(self, indexes: Sequence[int], chunk: int = 512) -> Iterator[tuple[int, EventRow]]:
+        """``(i, row)`` for each index in order, sealing ``chunk`` rows at a time."""
+        keys = self.keys
+        for start in range(0, len(indexes), chunk):
+            part = indexes[start:start + chunk]
+            for i, state in zip(part, self.seal(part), strict=True):
+                k = keys[i]
+                yield i, EventRow(k[0], k[1], state, k[2], k[3], k[4], k[5], k[6])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +144,15 @@ class EventRecorder(ABC):
     @abstractmethod
     def append(
         self,
-        rows: Sequence[EventRow],
+        batch: RowBatch,
         cursors: Sequence[CursorUpdate],
         dead_letters: Sequence[DeadLetter],
         recorded_at: datetime,
     ) -> AppendOutcome:
         """In one transaction: skip rows whose source_key is already stored (or repeated in the
-        batch), give each new row the next version of its stream and the next global position,
-        write cursors and dead letters. Either all of it is committed or none.
+        batch), give each new row the next version of its stream and the next global position
+        (in batch order), write cursors and dead letters. Either all of it is committed or none.
+        Only the rows written are sealed (``batch.rows``).
         """
 
     @abstractmethod
@@ -147,3 +188,51 @@ class EventRecorder(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def fresh_indexes(keys: Sequence[EventKey], stored: Collection[bytes]) -> list[int]:
+    """Indexes of the rows to write: source key neither stored nor earlier in the batch."""
+    seen = set(stored)
+    fresh = []
+    for i, k in enumerate(keys):
+        source_key = k[3]
+        if source_key not in seen:
+            seen.add(source_key)
+            fresh.append(i)
+    return fresh
+
+
+def next_versions(keys: Sequence[EventKey], fresh: Sequence[int], heads: dict[UUID, int]
+                  ) -> list[int]:
+    """Each fresh row's version: its stream's head (``heads``, 0 when new) plus its place among
+    the batch's rows of that stream. ``heads`` is updated to the new heads."""
+    versions = []
+    for i in fresh:
+        oid = keys[i][0]
+        v = heads.get(oid, 0) + 1
+        heads[oid] = v
+        versions.append(v)
+    return versions
+
+
+#: Rows at each end of a large batch (and as many spread between) probed before it is written
+#: without a full dedupe look-up (see ``probe_sample``).
+PROBE_EDGE = 16
+
+
+def probe_sample(keys: Sequence[EventKey], edge: int = PROBE_EDGE) -> list[int] | None:
+    """For a large batch that may be new: the rows whose keys to look up before writing it whole.
+
+    The unique dedupe index checks each row as it goes in, so looking up every key before would
+    do that work twice. A batch looks new when it repeats no key within itself (else None) and
+    none of the sample is stored: its first and last ``edge`` rows, where a re-read overlap
+    lands, and ``edge`` rows spread between. A backend writes such a batch under a savepoint
+    and, if the index finds a stored key anyway, rolls back and dedupes key by key.
+    """
+    n = len(keys)
+    if len(fresh_indexes(keys, ())) < n:
+        return None
+    if not edge:
+        return []
+    return sorted({*range(min(edge, n)), *range(max(0, n - edge), n),
+                   *range(0, n, max(1, n // edge))})

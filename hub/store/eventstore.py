@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -18,8 +20,10 @@ from hub.store.contract import (
     AppendOutcome,
     CursorUpdate,
     DeadLetter,
+    EventKey,
     EventRecorder,
     EventRow,
+    RowBatch,
     StoredDeadLetter,
     StoredRow,
 )
@@ -29,6 +33,18 @@ _DEAD_LETTER_AD = b"glasplade-dead-letter"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (restored after, also on error)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class EventStore:
@@ -46,60 +62,73 @@ class EventStore:
     def person_key(self, identifier: str) -> str:
         return self.pseudonymizer.person_key(identifier)
 
-    def to_row(self, e: ev.CanonicalEvent) -> EventRow:
-        return self.to_rows([e])[0]
-
     def to_rows(self, events: Sequence[ev.CanonicalEvent]) -> list[EventRow]:
-        """Pseudonymise, serialise and seal a batch (the hot path of every append)."""
+        """Every event's sealed row (for tools that write rows themselves: benchmarks)."""
+        batch = self.to_batch(events)
+        return [row for _, row in batch.rows(range(len(batch)))]
+
+    def to_batch(self, events: Sequence[ev.CanonicalEvent]) -> RowBatch:
+        """Pseudonymise and key a batch now; serialise and seal each event when the backend asks
+        (the hot path of every append)."""
         person_key_of = self.pseudonymizer.person_key
         source_key_of = self.pseudonymizer.source_key
-        dumps = orjson.dumps
-        prepared = []
-        plain = []
+        keys = []
+        person_keys = []
         for e in events:
             person_key = e.person_key
             if person_key is None and e.person is not None:
                 person_key = person_key_of(e.person)
-            originator_id = stream_id(stream_name(e.payload, case_key=e.case_key,
-                                                  person_key=person_key))
-            plain.append((dumps({
-                "event_id": e.event_id,
-                "schema_version": e.schema_version,
-                "source_system": e.source_system,
-                "source_record_id": e.source_record_id,
-                "source_version": e.source_version,
-                "occurred_at": e.occurred_at,
-                "person": e.person,
-                "person_key": person_key,
-                "case_key": e.case_key,
-                "actor": e.actor,
-                "payload": e.payload,
-            }), originator_id.bytes))
-            prepared.append((e, originator_id, person_key))
-        sealed = self.cipher.seal_many(plain)
-        return [
-            EventRow(originator_id, type(e.payload).__name__, state, e.source_system,
-                     source_key_of(e.source_system, e.source_record_id, e.source_version),
-                     person_key, e.case_key, e.occurred_at)
-            for (e, originator_id, person_key), state in zip(prepared, sealed, strict=True)
-        ]
+            person_keys.append(person_key)
+            keys.append(EventKey(
+                stream_id(stream_name(e.payload, case_key=e.case_key, person_key=person_key)),
+                type(e.payload).__name__, e.source_system,
+                source_key_of(e.source_system, e.source_record_id, e.source_version),
+                person_key, e.case_key, e.occurred_at))
+        dumps = orjson.dumps
+        seal_many = self.cipher.seal_many
+
+        def seal(indexes: Sequence[int]) -> list[bytes]:
+            plain = []
+            for i in indexes:
+                e = events[i]
+                plain.append((dumps({
+                    "event_id": e.event_id,
+                    "schema_version": e.schema_version,
+                    "source_system": e.source_system,
+                    "source_record_id": e.source_record_id,
+                    "source_version": e.source_version,
+                    "occurred_at": e.occurred_at,
+                    "person": e.person,
+                    "person_key": person_keys[i],
+                    "case_key": e.case_key,
+                    "actor": e.actor,
+                    "payload": e.payload,
+                }), keys[i][0].bytes))
+            return seal_many(plain)
+
+        return RowBatch(keys, seal)
 
     def append(self, events: Sequence[ev.CanonicalEvent], *,
                cursors: Sequence[CursorUpdate] = (),
                dead_letters: Sequence[DeadLetter] = ()) -> AppendOutcome:
         """Append events (skipping facts already recorded), cursors and dead letters atomically."""
-        rows = self.to_rows(events)
-        sealed = [
-            DeadLetter(d.source_system, d.reason, self.cipher.seal(d.raw, _DEAD_LETTER_AD),
-                       self.cipher.seal(str(d.source_record_id).encode(), _DEAD_LETTER_AD)
-                       if d.source_record_id is not None else None,
-                       # The same bad record from the same place is kept once.
-                       self.pseudonymizer.source_key(
-                           d.source_system, f"dead-letter/{d.source_record_id}",
-                           hashlib.sha256(d.raw).hexdigest()))
-            for d in dead_letters
-        ]
-        return self.recorder.append(rows, cursors, sealed, self.clock())
+        # The batch makes several small objects per event and no reference cycles; a cyclic
+        # garbage collection pass in the middle of it walks the whole heap (in a process holding
+        # large read-model caches or a big batch that is most of the time of the append), so
+        # collection waits until the batch is written.
+        with gc_paused():
+            batch = self.to_batch(events)
+            sealed = [
+                DeadLetter(d.source_system, d.reason, self.cipher.seal(d.raw, _DEAD_LETTER_AD),
+                           self.cipher.seal(str(d.source_record_id).encode(), _DEAD_LETTER_AD)
+                           if d.source_record_id is not None else None,
+                           # The same bad record from the same place is kept once.
+                           self.pseudonymizer.source_key(
+                               d.source_system, f"dead-letter/{d.source_record_id}",
+                               hashlib.sha256(d.raw).hexdigest()))
+                for d in dead_letters
+            ]
+            return self.recorder.append(batch, cursors, sealed, self.clock())
 
     # --- reading --------------------------------------------------------------------------
 

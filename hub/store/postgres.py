@@ -16,17 +16,21 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from hub.store.contract import (
+    PROBE_EDGE,
     AppendOutcome,
     CursorUpdate,
     DeadLetter,
     EventRecorder,
-    EventRow,
+    RowBatch,
     StoredDeadLetter,
     StoredRow,
     StoreError,
+    fresh_indexes,
+    next_versions,
+    probe_sample,
 )
 
 _COLUMNS = ("originator_id", "originator_version", "topic", "state", "source_system",
@@ -34,7 +38,8 @@ _COLUMNS = ("originator_id", "originator_version", "topic", "state", "source_sys
 
 #: Up to this many rows an append uses plain INSERTs (lower latency for single events).
 _SMALL_BATCH = 32
-_STAGING_TYPES = ("int4", "uuid", "text", "bytea", "text", "bytea", "text", "text", "timestamptz")
+_COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "bytea", "text", "text", "timestamptz",
+               "timestamptz")
 
 
 def datastore_from_url(url: str, *, pool_size: int = 2, schema: str = "") -> PostgresDatastore:
@@ -61,6 +66,7 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
                  dead_letters_table_name: str = "glasplade_dead_letters"):
         super().__init__(datastore, events_table_name=events_table_name)
         self.small_batch = _SMALL_BATCH
+        self.probe_edge = PROBE_EDGE
         s = Identifier(self.datastore.schema)
         t = Identifier(events_table_name)
         self._t = SQL("{}.{}").format(s, t)
@@ -98,33 +104,22 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
             "CREATE TABLE IF NOT EXISTS {d} (id bigserial PRIMARY KEY, source_system text NOT NULL,"
             " source_record_id bytea, reason text NOT NULL, raw bytea NOT NULL,"
             " raw_key bytea UNIQUE, recorded_at timestamptz NOT NULL)").format(d=self._dead))
-        self._existing_keys = SQL("SELECT source_key FROM {t} WHERE source_key = ANY(%b)"
-                                  ).format(t=self._t)
-        self._stream_versions = SQL("SELECT originator_id, max(originator_version) FROM {t}"
-                                    " WHERE originator_id = ANY(%b) GROUP BY originator_id"
-                                    ).format(t=self._t)
+        # Both look-ups probe an index once per key. (A plain ``= ANY(...)`` is planned blind on a
+        # table that grew since it was last analysed: a parallel sequential scan for the heads.)
+        self._existing_keys = SQL(
+            "SELECT k FROM unnest(%b::bytea[]) k"
+            " WHERE EXISTS (SELECT 1 FROM {t} e WHERE e.source_key = k)").format(t=self._t)
+        self._stream_versions = SQL(
+            "SELECT s, (SELECT e.originator_version FROM {t} e WHERE e.originator_id = s"
+            "           ORDER BY e.originator_version DESC LIMIT 1)"
+            " FROM unnest(%b::uuid[]) s").format(t=self._t)
         self._insert_rows = SQL("INSERT INTO {t} (" + ", ".join(_COLUMNS) + ") VALUES ("
-                                + ", ".join(["%s"] * len(_COLUMNS)) + ") RETURNING notification_id"
-                                ).format(t=self._t)
-        self._create_staging = SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS glasplade_staging (seq int4, originator_id uuid,"
-            " topic text, state bytea, source_system text, source_key bytea, person_key text,"
-            " case_key text, occurred_at timestamptz) ON COMMIT DELETE ROWS")
-        self._copy_staging = SQL("COPY glasplade_staging FROM STDIN (FORMAT BINARY)")
-        self._insert_from_staging = SQL(
-            "INSERT INTO {t} (" + ", ".join(_COLUMNS) + ")"
-            " SELECT s.originator_id,"
-            # The stream's current version by primary-key look-up for each new row (a join
-            # would be planned blind: the staging table has no statistics).
-            "  coalesce((SELECT max(e.originator_version) FROM {t} e"
-            "            WHERE e.originator_id = s.originator_id), 0)"
-            "  + row_number() OVER (PARTITION BY s.originator_id ORDER BY s.seq),"
-            "  s.topic, s.state, s.source_system, s.source_key, s.person_key, s.case_key,"
-            "  s.occurred_at, %s"
-            " FROM (SELECT DISTINCT ON (source_key) * FROM glasplade_staging"
-            "       ORDER BY source_key, seq) s"
-            " WHERE NOT EXISTS (SELECT 1 FROM {t} d WHERE d.source_key = s.source_key)"
-            " ORDER BY s.seq").format(t=self._t)
+                                + ", ".join(["%s"] * len(_COLUMNS)) + ")").format(t=self._t)
+        self._copy_rows = SQL("COPY {t} (" + ", ".join(_COLUMNS) + ") FROM STDIN (FORMAT BINARY)"
+                              ).format(t=self._t)
+        self._last_position = SQL("SELECT currval(pg_get_serial_sequence({t}, 'notification_id'))"
+                                  ).format(t=Literal(f"{self.datastore.schema or 'public'}."
+                                                     f"{events_table_name}"))
 
     # --- EventRecorder --------------------------------------------------------------------
 
@@ -134,37 +129,34 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         except (psycopg.Error, PersistenceError) as exc:
             raise StoreError(f"cannot create the event store tables: {exc}") from exc
 
-    def append(self, rows: Sequence[EventRow], cursors: Sequence[CursorUpdate],
+    def append(self, batch: RowBatch, cursors: Sequence[CursorUpdate],
                dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
         try:
             with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
-                return self._append(cur, rows, cursors, dead_letters, recorded_at)
+                return self._append(cur, batch, cursors, dead_letters, recorded_at)
         except PersistenceError as exc:
             raise StoreError(str(exc)) from exc
 
-    def _append(self, cur: Any, rows: Sequence[EventRow], cursors: Sequence[CursorUpdate],
+    def _append(self, cur: Any, batch: RowBatch, cursors: Sequence[CursorUpdate],
                 dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
         stored = 0
         last = None
-        if 0 < len(rows) <= self.small_batch:
-            stored, last = self._append_small(cur, rows, recorded_at)
-        elif rows:
-            # Rows go to a per-session staging table with binary COPY (no indexes, as fast as a
-            # bare table); one INSERT ... SELECT then skips facts already stored or repeated in the
-            # batch, numbers each stream's new events after its current version, and takes global
-            # positions in batch order. The EXCLUSIVE lock (as in the library's _lock_table)
-            # serialises writers so positions commit in order and dedupe and versions are exact.
-            cur.execute(self._create_staging)
-            with cur.copy(self._copy_staging) as copy:
-                copy.set_types(_STAGING_TYPES)
-                for seq, r in enumerate(rows):
-                    copy.write_row((seq, *r))
+        if len(batch):
+            # The EXCLUSIVE lock (as in the library's _lock_table) serialises writers, so the
+            # dedupe and version look-ups below stay exact until commit and positions (taken from
+            # the sequence in write order) commit in order.
             self._lock_table(cur)
             self._notify_channel(cur)
-            cur.execute(self._insert_from_staging, (recorded_at,))
-            stored = cur.rowcount
-            if stored:
-                cur.execute(SQL("SELECT max(notification_id) FROM {t}").format(t=self._t))
+            fresh = self._write_if_all_new(cur, batch, recorded_at)
+            if fresh is None:
+                keys = batch.keys
+                cur.execute(self._existing_keys, ([k.source_key for k in keys],))
+                fresh = fresh_indexes(keys, [bytes(k) for (k,) in _tuples(cur.fetchall())])
+                if fresh:
+                    self._write(cur, batch, fresh, recorded_at)
+            if fresh:
+                stored = len(fresh)
+                cur.execute(self._last_position)
                 last = _tuples(cur.fetchall())[0][0]
         if cursors:
             cur.executemany(SQL(
@@ -179,38 +171,47 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
                 ).format(d=self._dead),
                 [(d.source_system, d.source_record_id, d.reason, d.raw, d.raw_key, recorded_at)
                  for d in dead_letters])
-        return AppendOutcome(stored, len(rows) - stored, len(dead_letters), last)
+        return AppendOutcome(stored, len(batch) - stored, len(dead_letters), last)
 
-    def _append_small(self, cur: Any, rows: Sequence[EventRow], recorded_at: datetime
-                      ) -> tuple[int, int | None]:
-        """A few events (an access record, a consent): three short statements under the lock,
-        without the staging table's set-up and truncation."""
-        self._lock_table(cur)
-        self._notify_channel(cur)
-        cur.execute(self._existing_keys, ([r.source_key for r in rows],))
-        seen = {bytes(k) for (k,) in _tuples(cur.fetchall())}
-        fresh = []
-        for r in rows:
-            if r.source_key not in seen:
-                seen.add(r.source_key)
-                fresh.append(r)
-        if not fresh:
-            return 0, None
-        cur.execute(self._stream_versions, (list({r.originator_id for r in fresh}),))
-        version = dict(_tuples(cur.fetchall()))
-        params = []
-        for r in fresh:
-            v = version.get(r.originator_id, 0) + 1
-            version[r.originator_id] = v
-            params.append((r.originator_id, v, r.topic, r.state, r.source_system, r.source_key,
-                           r.person_key, r.case_key, r.occurred_at, recorded_at))
-        cur.executemany(self._insert_rows, params, returning=True)
-        last = None
-        while True:
-            last = max(last or 0, _tuples(cur.fetchall())[0][0])
-            if not cur.nextset():
-                break
-        return len(fresh), last
+    def _write_if_all_new(self, cur: Any, batch: RowBatch, recorded_at: datetime
+                          ) -> list[int] | None:
+        """A large batch that looks new written without a look-up per key (``probe_sample``).
+        Returns the rows written, or None when it did not write."""
+        keys = batch.keys
+        sample = probe_sample(keys, self.probe_edge) if len(keys) > self.small_batch else None
+        if sample is None:
+            return None
+        if sample:
+            cur.execute(self._existing_keys, ([keys[i].source_key for i in sample],))
+            if cur.fetchall():
+                return None
+        fresh = list(range(len(keys)))
+        try:
+            with cur.connection.transaction():
+                self._write(cur, batch, fresh, recorded_at)
+        except psycopg.errors.UniqueViolation:
+            return None
+        return fresh
+
+    def _write(self, cur: Any, batch: RowBatch, fresh: list[int], recorded_at: datetime) -> None:
+        """Fresh rows straight into the events table, numbered after their streams' heads: plain
+        INSERTs for a few (no COPY set-up), binary COPY for more. COPY streams: the server inserts
+        and indexes one chunk of rows while this process seals the next (``batch.rows`` seals
+        chunk by chunk)."""
+        keys = batch.keys
+        cur.execute(self._stream_versions, (list({keys[i].originator_id for i in fresh}),))
+        heads = {oid: v for oid, v in _tuples(cur.fetchall()) if v is not None}
+        versions = next_versions(keys, fresh, heads)
+        version_of = dict(zip(fresh, versions, strict=True))
+        if len(fresh) <= self.small_batch:
+            cur.executemany(self._insert_rows, [
+                (r[0], version_of[i], *r[1:], recorded_at) for i, r in batch.rows(fresh)])
+            return
+        with cur.copy(self._copy_rows) as copy:
+            copy.set_types(_COPY_TYPES)
+            write_row = copy.write_row
+            for i, r in batch.rows(fresh):
+                write_row((r[0], version_of[i], *r[1:], recorded_at))
 
     def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredRow]:
         q = SQL("SELECT notification_id, originator_id, originator_version, topic, state,"

@@ -207,6 +207,25 @@ class EventStoreContract(TestCase, ABC):
         self.assertEqual([r.originator_version for r in
                           s.recorder.stream_rows(case_stream_id("dubu:S-1"))], [1, 2, 3])
 
+    def test_a_large_batch_with_stored_events_between_its_probed_rows(self) -> None:
+        # A large batch is written whole when a sample of its keys is new; stored events the
+        # sample misses are found on the way in and the batch is then deduped key by key.
+        s = self.create_store()
+        batch = [action("dubu:S-1" if i % 2 else "dubu:S-2", cpr(1 + i % 3), i,
+                        record_id=f"J-{i}", source="dubu") for i in range(300)]
+        stored_before = [batch[i] for i in (17, 19, 151, 283)]  # none of them probed
+        self.assertEqual(s.append(stored_before).stored, 4)
+        out = s.append(batch)
+        self.assertEqual((out.stored, out.duplicates), (296, 4))
+        self.assertEqual(s.append(batch).stored, 0)
+        self.assertEqual(len(s.read(limit=1000)), 300)
+        for case in ("dubu:S-1", "dubu:S-2"):
+            versions = [r.originator_version for r in s.recorder.stream_rows(case_stream_id(case))]
+            self.assertEqual(versions, list(range(1, 151)))
+        positions = [e.position for e in s.read(limit=1000)]
+        self.assertEqual(positions, sorted(positions))
+        self.assertEqual(out.last_position, positions[-1])
+
     # --- cursors and atomicity ------------------------------------------------------------
 
     def test_cursors_are_written_with_their_events(self) -> None:

@@ -22,3 +22,24 @@ class TestSQLiteEventStore(testing.EventStoreContract):
                                     data_key=data_key, clock=clock)
         self.addCleanup(store.close)
         return store
+
+
+class TestSQLiteEventStoreUnprobedBulkPath(TestSQLiteEventStore):
+    """The same contract with every append written before any key is looked up: a stored
+    duplicate is found by the unique index mid-insert, the write rolls back to its savepoint
+    and the batch is deduped key by key (the path a probe sample misses)."""
+
+    def create_store(self, *, data_key: bytes = testing.DATA_KEY, clock=None) -> EventStore:
+        store = super().create_store(data_key=data_key, clock=clock)
+        store.recorder.small_batch = 0
+        store.recorder.probe_edge = 0
+        return store
+
+
+class TestSQLiteEventStoreBulkPath(TestSQLiteEventStore):
+    """The same contract with every append taking the large-batch path (a probe sample)."""
+
+    def create_store(self, *, data_key: bytes = testing.DATA_KEY, clock=None) -> EventStore:
+        store = super().create_store(data_key=data_key, clock=clock)
+        store.recorder.small_batch = 0
+        return store
