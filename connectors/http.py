@@ -2,8 +2,10 @@
 backoff, timeouts and auth; a stream only knows its path, how to parse a page and the next page).
 
 Errors are translated at this edge: transport errors, timeouts, 5xx and 429 become
-``SourceUnavailable`` after a few quick retries; 401/403 make the auth log in again once, and a
-second refusal becomes ``AuthenticationFailed``. Other 4xx raise ``RequestRejected``.
+``SourceUnavailable`` after a few quick retries; 401/403, or a redirect (how a SAML-protected
+system such as DUBU sends an expired session to its identity provider; the API itself never
+redirects), make the auth log in again once, and a second refusal becomes
+``AuthenticationFailed``. Other 4xx raise ``RequestRejected``.
 """
 
 from __future__ import annotations
@@ -180,11 +182,11 @@ class HttpClient:
 
     def _send_authenticated(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         r = self._send(method, path, **kwargs)
-        if r.status_code in (401, 403):
-            # The token expired or was revoked: log in again once, then give up.
+        if _session_refused(r):
+            # The token or session expired or was revoked: log in again once, then give up.
             self.auth.invalidate()
             r = self._send(method, path, **kwargs)
-            if r.status_code in (401, 403):
+            if _session_refused(r):
                 raise AuthenticationFailed(
                     f"{method} {_where(r.request.url)} refused ({r.status_code}) after a fresh "
                     "login")
@@ -238,3 +240,8 @@ class HttpClient:
                                                 json=req.json))
             yield page
             req = next_page(req, page)
+
+
+def _session_refused(r: httpx.Response) -> bool:
+    """401/403, or a redirect (to a login page) where an API answer was expected."""
+    return r.status_code in (401, 403) or r.is_redirect

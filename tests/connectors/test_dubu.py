@@ -173,6 +173,42 @@ class TestDubu(ConnectorSuite):
         assert r.status_code == 302
         assert {"oiosamlSession", "oiosamlCookie"} <= set(r.cookies.keys())
 
+    def test_an_expired_session_is_redirected_to_the_login(self, simulator):
+        env = simulator.env()
+        login = httpx.post(f"{simulator.url}/login", data={
+            "SelectedAuthenticationUrl": env["DUBU_IDP"], "loginfmt": env["DUBU_USERNAME"],
+            "passwd": env["DUBU_PASSWORD"]})
+        cookies = {k: login.cookies[k] for k in ("oiosamlSession", "oiosamlCookie")}
+        assert httpx.get(f"{simulator.url}/odata/Sag", cookies=cookies).status_code == 200
+        simulator.faults.expire_tokens()
+        r = httpx.get(f"{simulator.url}/odata/Sag", cookies=cookies)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+
+    def test_a_redirect_to_the_login_logs_in_again(self, store, connect, simulator,
+                                                    municipality):
+        connector = connect()
+        connector.check()
+        logins = connector.client.auth.logins
+        simulator.faults.expire_tokens()  # the next call is redirected, not refused
+        report = self.runner(store, connector).run_once()
+        assert report.ok, report
+        assert connector.client.auth.logins == logins + 1
+        assert self.stored_counts(store) == dubu_expected(municipality)
+
+    def test_a_captured_session_that_expired_is_authentication_failed(
+            self, connect, simulator, monkeypatch):
+        env = simulator.env()
+        login = httpx.post(f"{simulator.url}/login", data={
+            "SelectedAuthenticationUrl": env["DUBU_IDP"], "loginfmt": env["DUBU_USERNAME"],
+            "passwd": env["DUBU_PASSWORD"]})
+        monkeypatch.setenv("DUBU_SESSION_COOKIE", "; ".join(
+            f"{k}={login.cookies[k]}" for k in ("oiosamlSession", "oiosamlCookie")))
+        connector = connect()
+        connector.check()
+        simulator.faults.expire_tokens()
+        with pytest.raises(AuthenticationFailed, match="after a fresh login"):
+            connector.check()
+
     def test_wrong_password_is_authentication_failed(self, connect, monkeypatch):
         monkeypatch.setenv("DUBU_PASSWORD", "forkert")
         with pytest.raises(AuthenticationFailed):

@@ -4,7 +4,9 @@ Real DUBU is reached through a browser SAML login whose session cookies (``oiosa
 ``oiosamlCookie``) are then sent with every call. The simulator stands in for that login with
 ``POST /login`` (the form fields of the real pages: ``SelectedAuthenticationUrl``, ``loginfmt``,
 ``passwd``), which sets the same two cookies. Sessions expire after ``token_ttl`` seconds or when
-the test calls ``faults.expire_tokens()``; an API call without a live session is answered 401.
+the test calls ``faults.expire_tokens()``; an API call without a live session is redirected to the
+login (302, as a SAML service provider sends a browser to its identity provider), one without any
+session cookie is answered 401.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def create_app(world: DubuWorld, faults: Faults,
 
     def require_session(request: Request) -> Response | None:
         if request.url.path.startswith(("/odata/", "/api/")) and not authorised(request):
+            if request.cookies.get("oiosamlSession"):  # a session that has expired
+                return Response(status_code=302, headers={
+                    "Location": f"/login?ReturnUrl={request.url.path}"})
             return JSONResponse({"message": "Authorization has been denied for this request."},
                                 status_code=401)
         return None
