@@ -260,3 +260,17 @@ def test_odata_filter_grammar():
         "primaerPerson": {"cprnr", "navn"}, "afdeling": None}
     with pytest.raises(ODataError):
         parse_expand("hemmelig", {"primaerPerson"})
+
+
+def test_simulated_dubu_ids_are_unique_per_kind():
+    # A short hash once gave two activities of a 50,000-citizen municipality the same id, so
+    # the store kept one of them as a duplicate of the other.
+    from connectors.dubu.simulator.world import _int_id
+    from hub.synthetic.generate import generate
+
+    m = generate(20_000, 3)
+    ids = [a.action_id for c in m.cases if c.system == "dubu" for a in c.actions]
+    assert len(ids) > 5000
+    assert len({_int_id(i, 10_000_000) for i in ids}) == len(set(ids))
+    others = ["new-1", "new-2", "ny aktivitet", "d1", "e1", "D1"]
+    assert len({_int_id(i, 10_000_000) for i in others}) == len(others)

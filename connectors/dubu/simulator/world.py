@@ -8,9 +8,10 @@ appended to ``municipality.cases`` directly starts its delay when the simulator 
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -20,13 +21,21 @@ from connectors.simulation import Faults
 from hub.synthetic.model import Case, CaseAction, Municipality
 
 SYSTEM = "dubu"
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_LETTER_DIGITS = re.compile(r"([A-Za-z])(\d+)")
 
 
 def _int_id(value: str, space: int) -> int:
-    """DUBU ids are integers: numeric model ids are kept, others get a stable number."""
+    """DUBU ids are integers, unique per kind: numeric model ids are kept; a letter and digits
+    (the synthetic model's ``d00000123``) map one-to-one into ``space``; any other id gets a
+    stable 53-bit number (a collision would merge two records, so no short hash here)."""
     if value.isdigit():
         return int(value)
-    return space + zlib.crc32(value.encode()) % 900_000
+    match = _LETTER_DIGITS.fullmatch(value)
+    if match:
+        return space + int(match[2]) * 64 + _LETTERS.index(match[1])
+    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
+    return (1 << 52) | int.from_bytes(digest, "big") & ((1 << 52) - 1)
 
 
 def _iso(value: date | datetime | None) -> str | None:
