@@ -49,6 +49,7 @@ class FasitConfig:
     token: str | None = None
     created_overlap: timedelta = timedelta(minutes=10)
     journal_overlap: timedelta = timedelta(days=30)
+    journal_full_interval: timedelta = timedelta(days=7)
     sweep_interval: timedelta = timedelta(0)
     page_size: int = 250
     timeout: float = 30.0
@@ -72,6 +73,8 @@ class FasitConfig:
                    token=token,
                    created_overlap=timedelta(seconds=float(get("created_overlap_s", 600))),
                    journal_overlap=timedelta(days=float(get("journal_overlap_days", 30))),
+                   journal_full_interval=timedelta(
+                       days=float(get("journal_full_interval_days", 7))),
                    sweep_interval=timedelta(seconds=float(get("sweep_interval_s", 0))),
                    page_size=int(get("page_size", 250)), timeout=float(get("timeout", 30)),
                    verify=str(get("verify_tls", "true")).lower() not in ("0", "false", "no"),
@@ -192,9 +195,16 @@ class CasesStream(Stream):
 
 
 class CitizensStream(Stream):
-    """Cursor ``{"page", "journal_after", "journal_max", "swept_at"}``: the sweep's next search
-    page, the journal high-water mark (``eventDate``) that the next sweep reads back from, and
-    when the last sweep finished (a new one starts ``sweep_interval`` after it)."""
+    """Cursor ``{"page", "journal_after", "journal_max", "swept_at", "full", "full_at"}``: the
+    sweep's next search page, the journal high-water mark (``eventDate``) that the next sweep
+    reads back from, when the last sweep finished (a new one starts ``sweep_interval`` after
+    it), whether the sweep under way reads every journal note, and when the last such sweep
+    finished.
+
+    Fasit sorts journal notes by ``eventDate`` only, so a note back-dated further than
+    ``journal_overlap`` is below the high-water mark when it is written. A sweep every
+    ``journal_full_interval`` therefore reads every note (the store drops those it holds):
+    such a note arrives at the latest that much later."""
 
     name = "citizens"
 
@@ -202,17 +212,26 @@ class CitizensStream(Stream):
                  now: Callable[[], datetime]):
         self.client, self.config, self.run, self.now = client, config, run, now
 
+    def _full_due(self, state: dict[str, Any]) -> bool:
+        full_at = state.get("full_at")
+        interval = self.config.journal_full_interval
+        return not state.get("journal_after") or bool(interval) and (
+            not full_at or self.now() - parse_timestamp(full_at) >= interval)
+
     def read(self, cursor: str | None) -> Iterator[Batch]:
         self.run.known.catch_up()
         state = orjson.loads(cursor) if cursor else {}
         swept_at = state.get("swept_at")
-        if (int(state.get("page", 1)) == 1 and swept_at and self.config.sweep_interval
+        first_page = int(state.get("page", 1)) == 1
+        if (first_page and swept_at and self.config.sweep_interval
                 and self.now() - parse_timestamp(swept_at) < self.config.sweep_interval):
             return  # not due: the ``cases`` stream keeps new cases coming meanwhile
+        full = self._full_due(state) if first_page else bool(state.get("full"))
+        full_at = state.get("full_at")
         journal_after = state.get("journal_after")
         journal_max = state.get("journal_max") or journal_after
         after = (timestamp_to_wire(parse_timestamp(journal_after) - self.config.journal_overlap)
-                 if journal_after else None)
+                 if journal_after and not full else None)
         pages = self.client.search_rows([], int(state.get("page", 1)), self.config.page_size)
         for number, rows, last in pages:
             work = _Citizen(self.client, self.run, self.now())
@@ -224,10 +243,12 @@ class CitizensStream(Stream):
                     if newest and (journal_max is None or newest > journal_max):
                         journal_max = newest
                     work.markings(*who)
+            done = timestamp_to_wire(self.now())
             state = ({"page": 1, "journal_after": journal_max, "journal_max": journal_max,
-                      "swept_at": timestamp_to_wire(self.now())}
+                      "swept_at": done, "full": False, "full_at": done if full else full_at}
                      if last else {"page": number + 1, "journal_after": journal_after,
-                                   "journal_max": journal_max, "swept_at": swept_at})
+                                   "journal_max": journal_max, "swept_at": swept_at,
+                                   "full": full, "full_at": full_at})
             yield Batch(work.events, work.dead, orjson.dumps(state).decode())
 
 

@@ -11,10 +11,11 @@ import orjson
 import pytest
 
 from connectors.fasit.commands import CommandRejected, FasitMarkings
-from connectors.fasit.dates import from_wire, timestamp_to_wire, to_wire
+from connectors.fasit.dates import from_wire, parse_timestamp, timestamp_to_wire, to_wire
 from connectors.http import RequestRejected
 from hub.config import ConfigError, Settings
 from hub.ingest.connector import AuthenticationFailed
+from hub.store.contract import CursorUpdate
 from hub.synthetic.model import Case, CaseAction, Marking, Municipality
 from tests.connectors.conftest import case_event_counts
 from tests.connectors.suite import ConnectorSuite
@@ -154,6 +155,31 @@ class TestFasit(ConnectorSuite):
         changes = [e.payload.status for e in store.case_events(f"fasit:{case.case_id}")
                    if e.event_type == "CaseStatusChanged"]
         assert changes == ["closed", "open", "closed"]
+
+    def test_a_note_back_dated_beyond_the_overlap_arrives_with_the_weekly_full_read(
+            self, store, connect, municipality):
+        runner = self.runner(store, connect())
+        assert runner.run_once().ok
+        case = next(c for c in municipality.cases if c.system == "fasit" and c.status == "open")
+        cursor = orjson.loads(store.cursors("fasit")["citizens"])
+        high_water = parse_timestamp(cursor["journal_max"])
+        old = high_water - timedelta(days=60)
+        case.actions.append(CaseAction(f"{case.case_id}-GL", "journal_note", old, "Gammelt notat"))
+        assert runner.run_once().stored == 0  # below the high-water mark less 30 days
+        state = orjson.loads(store.cursors("fasit")["citizens"])
+        assert state["full"] is False and state["full_at"]
+        # A week later the sweep reads every note again; only the back-dated one is new.
+        week_ago = timestamp_to_wire(parse_timestamp(state["full_at"])
+                                     - timedelta(days=7, seconds=1))
+        store.append([], cursors=[CursorUpdate("fasit", "citizens", orjson.dumps(
+            {**state, "full_at": week_ago}).decode())])
+        report = runner.run_once()
+        assert report.ok and report.stored == 1, report
+        (note,) = [e for e in store.case_events(f"fasit:{case.case_id}")
+                   if e.event_type == "CaseActionRecorded" and e.occurred_at == old]
+        assert note.payload.title == "Gammelt notat"
+        assert runner.run_once().stored == 0
+        assert orjson.loads(store.cursors("fasit")["citizens"])["full_at"] > week_ago
 
     def test_new_case_found_by_created_on_while_the_sweep_is_not_due(
             self, store, connect, municipality, monkeypatch):
