@@ -3,13 +3,15 @@
     .venv/bin/python bench/api.py                    # PostgreSQL, 200,000 persons
     .venv/bin/python bench/api.py --sqlite           # the embedded default
     .venv/bin/python bench/api.py --persons 20000    # a quick run
+    .venv/bin/python bench/api.py --follow           # projections follow in the server process
 
 The read-model tables of the citizen overview are filled directly (bulk inserts: persons in
 households, relations, cases with caseworkers, grants), which is much faster than ingesting and
-projecting a million events (bench/projections.py measures that path). A real uvicorn server
-(``create_app`` from ``hub.bootstrap``) runs in a child process on 127.0.0.1 at a free port; this
-process is the client (one keep-alive connection, requests in sequence), logged in as a
-caseworker. Timed in the same run, for random persons:
+projecting a million events (bench/projections.py measures that path), then analysed (as a
+rebuild of the projections ends). A real uvicorn server (``create_app`` from ``hub.bootstrap``)
+runs in a child process on 127.0.0.1 at a free port; this process is the client (one
+keep-alive connection, requests in sequence), logged in as a caseworker. Timed in the same run,
+for random persons:
 
 1. baseline: ``GET /healthz`` (the trivial endpoint: routing, middleware, JSON);
    the three requests are interleaved per person, so machine load weighs on all alike;
@@ -18,7 +20,9 @@ caseworker. Timed in the same run, for random persons:
 
 Each overview and page view does what production does: the read-model queries, the consent
 state from the person's stream in the event store, the access decision per case, and the append
-of a PersonRecordAccessed event (a write transaction) before answering.
+of a PersonRecordAccessed event (a write transaction) before answering. With ``--follow`` the
+server process also runs the projection follower, as ``glasplade serve`` does: it wakes on each
+append and projects the access event while the next request is served.
 """
 
 from __future__ import annotations
@@ -141,22 +145,31 @@ def populate(url: str, persons: int, seed: int) -> list[str]:
                     relation="child", related_key=key, related_cpr=None, since=date(2010, 1, 1)))
         flush()
     flush(force=True)
+    # As a rebuild does (ProjectionRunner.rebuild): without statistics the planner guesses and
+    # joined the caseworkers of a person's cases by scanning all of them.
+    runner.analyze()
     runner.engine.dispose()
     hub.close()
     return keys
 
 
-def serve(env: dict[str, str], port: int) -> None:
-    """The server process: the hub from configuration, the app, uvicorn."""
+def serve(env: dict[str, str], port: int, follow: bool = False) -> None:
+    """The server process: the hub from configuration, the app, uvicorn; with ``follow`` also
+    the projections following the store in a thread, as ``glasplade serve`` runs them."""
     os.environ.update(env)
+    import threading
+
     import uvicorn
 
     from hub.api.app import create_app
     from hub.bootstrap import bootstrap
+    from hub.cli.serve import follow_projections
 
     hub = bootstrap()
-    uvicorn.run(create_app(hub), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False)
+    app = create_app(hub)
+    if follow:
+        follow_projections(hub, threading.Event())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def free_port() -> int:
@@ -196,6 +209,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--sqlite", action="store_true", help="embedded SQLite instead of PostgreSQL")
+    ap.add_argument("--follow", action="store_true",
+                    help="projections follow the store inside the server process, as in\n"
+                         "`glasplade serve` (each view's access event is projected there too)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="glasplade-bench-api-"))
@@ -216,7 +232,8 @@ def main() -> None:
         print(f"{backend}: {len(keys):,} persons in the read model "
               f"(filled in {time.perf_counter() - t0:.1f} s)", flush=True)
         port = free_port()
-        server = multiprocessing.get_context("spawn").Process(target=serve, args=(env, port))
+        server = multiprocessing.get_context("spawn").Process(target=serve,
+                                                                   args=(env, port, args.follow))
         server.start()
         base = f"http://127.0.0.1:{port}"
         try:
@@ -244,7 +261,7 @@ def main() -> None:
                     api += timed(client, [f"/api/v1/persons/{k}/overview"])
                     page += timed(client, [f"/borger/{other}"])
             print(f"HTTP over 127.0.0.1, one keep-alive connection, {args.requests} requests "
-                  "each:")
+                  f"each{', projections following in the server' if args.follow else ''}:")
             report("GET /healthz (baseline)", health)
             report("GET /api/v1/persons/{key}/overview", api, health)
             report("GET /borger/{key} (page)", page, health)

@@ -3,13 +3,21 @@
 Every statement depends only on the person key (the household's members are found with
 subqueries), so on PostgreSQL all of them go to the server in one psycopg pipeline; on SQLite
 (in-process, no round trips) they simply run one after the other. Rows come back as dicts.
+
+When the connection is not in a transaction yet (the usual case: one just taken from the pool),
+the pipeline carries its own ``BEGIN`` and ``COMMIT`` (no round trip of its own), and the
+connection goes back to the pool idle. That keeps psycopg's prepared statements: a
+``ROLLBACK`` (what the pool sends to a connection returned inside a transaction) makes psycopg
+drop them, and PostgreSQL would then plan all eight statements again for every overview.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from projections import citizen_tables as t
@@ -79,8 +87,10 @@ def fetch(conn: sa.Connection, person_key: str) -> dict[str, list[dict[str, Any]
                                     compile_kwargs={"render_postcompile": True})))
             for name, stmt in STATEMENTS.items()]
     raw = conn.connection.dbapi_connection
+    own = (not conn.in_transaction()
+           and raw.info.transaction_status == TransactionStatus.IDLE)
     cursors = []
-    with raw.pipeline():
+    with raw.pipeline(), (raw.transaction() if own else nullcontext()):
         for name, sql in compiled:
             cur = raw.cursor(row_factory=dict_row)
             cur.execute(sql, params)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
+
 from hub.domain import events as ev
+from projections import citizen_tables as t
+from projections import overview_sql
 from projections import queries as q
 from tests.projections import scenario as sc
 from tests.projections.factory import address, cpr, event
@@ -131,6 +137,41 @@ def test_unknown_person_and_fagsystem_only_person(store, engine, runner):
     assert o is not None and not o.person.registered and o.person.cpr == someone
     assert [(c.case_key, c.department, c.paragraph) for c in o.cases] == [
         ("cura:K-9", "VOKSEN", "85")]
+
+
+def test_overview_on_a_pooled_connection_keeps_its_prepared_statements(store, engine, runner):
+    """Outside a transaction the overview reads in one of its own and ends it: the connection
+    goes back to the pool idle, and the rollback the pool sends at check-in does not make psycopg
+    drop the prepared statements (PostgreSQL would plan every statement on every overview)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("psycopg's prepared statements: PostgreSQL only")
+    store.append(sc.family())
+    runner.run()
+    key = store.person_key(sc.MOTHER)
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        for _ in range(6):  # psycopg prepares a statement on its fifth run
+            assert q.citizen_overview(conn, key, today=TODAY) is not None
+            assert raw.info.transaction_status == TransactionStatus.IDLE
+            raw.rollback()  # what the pool does at check-in
+        (prepared,) = raw.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+    assert prepared == len(overview_sql.STATEMENTS)
+
+
+def test_overview_inside_the_callers_transaction_leaves_it_open(store, engine, runner):
+    """Inside the caller's transaction the overview reads in it (it sees the caller's writes)
+    and neither commits nor ends it."""
+    store.append(sc.family())
+    runner.run()
+    key = store.person_key(sc.MOTHER)
+    with engine.connect() as conn:
+        conn.execute(sa.insert(t.aliases).values(old_key="x" * 32, new_key=key))
+        o = q.citizen_overview(conn, "x" * 32, today=TODAY)
+        assert o is not None and o.person.person_key == key
+        assert conn.in_transaction()
+        conn.rollback()
+    with engine.connect() as conn:
+        assert q.citizen_overview(conn, "x" * 32, today=TODAY) is None
 
 
 def test_lifecycle_changes(store, engine, runner):
