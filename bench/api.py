@@ -21,8 +21,8 @@ for random persons:
 Each overview and page view does what production does: the read-model queries, the consent
 state from the person's stream in the event store, the access decision per case, and the append
 of a PersonRecordAccessed event (a write transaction) before answering. With ``--follow`` the
-server process also runs the projection follower, as ``glasplade serve`` does: it wakes on each
-append and projects the access event while the next request is served.
+projection follower runs beside the server as ``glasplade serve`` runs it (a child process): it
+wakes on the appends and projects the access events while the next requests are served.
 """
 
 from __future__ import annotations
@@ -155,21 +155,22 @@ def populate(url: str, persons: int, seed: int) -> list[str]:
 
 def serve(env: dict[str, str], port: int, follow: bool = False) -> None:
     """The server process: the hub from configuration, the app, uvicorn; with ``follow`` also
-    the projections following the store in a thread, as ``glasplade serve`` runs them."""
+    the projections following the store in a child process, as ``glasplade serve`` runs them."""
     os.environ.update(env)
-    import threading
-
     import uvicorn
 
     from hub.api.app import create_app
     from hub.bootstrap import bootstrap
-    from hub.cli.serve import follow_projections
+    from hub.cli.serve import follow_in_child
 
     hub = bootstrap()
     app = create_app(hub)
-    if follow:
-        follow_projections(hub, threading.Event())
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    halt = follow_in_child(hub.settings) if follow else None
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    finally:
+        if halt is not None:
+            halt()
 
 
 def free_port() -> int:

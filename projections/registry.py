@@ -76,6 +76,8 @@ def pg_waiter(store_url: str, channel: str = "glasplade_events") -> Callable[[fl
     def wait(timeout: float) -> None:
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass
+        for _ in conn.notifies(timeout=0.0):  # and the ones queued behind it: one wake-up
+            pass
 
     wait.close = conn.close  # type: ignore[attr-defined]
     return wait

@@ -67,10 +67,11 @@ class Glasplade:
             self._runner = open_runner(self.hub, engine=self.engine)
         return self._runner
 
-    def projection_lags(self, head: int) -> dict[str, int]:
-        """Events each registered projection is behind ``head`` (never prepared: all)."""
+    def projection_lags(self, head: int) -> dict[str, int | None]:
+        """Events each registered projection is behind ``head``; None for one not built yet
+        (its tables may not exist: the follower has not prepared it)."""
         stored = self.runner.positions()
-        return {p.name: max(head - stored.get(p.name, (0, 0, None))[1], 0)
+        return {p.name: max(head - stored[p.name][1], 0) if p.name in stored else None
                 for p in self.runner.projections}
 
     def catch_up(self, names: Sequence[str]) -> None:

@@ -127,6 +127,25 @@ def test_readyz_fails_when_projections_fall_behind(hub, world):
         assert c.get("/readyz").status_code == 200
 
 
+def test_readyz_fails_until_every_projection_is_built(hub):
+    """A server whose follower has not prepared the read models yet (a few events, so no lag
+    limit is crossed) is not ready: its pages would fail on missing tables."""
+    from fastapi.testclient import TestClient
+
+    from hub.api.app import create_app
+    from tests.api.conftest import api_config
+    from tests.api.world import populate
+
+    populate(hub.store)
+    with TestClient(create_app(hub, config=api_config(max_lag=10_000))) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert "projection citizen_overview is not built yet" in r.json()["problems"]
+        assert r.json()["projection_lag"]["citizen_overview"] is None
+        catch_up(hub)
+        assert c.get("/readyz").status_code == 200
+
+
 def test_readyz_fails_when_store_is_gone(hub, world, app):
     from fastapi.testclient import TestClient
 

@@ -122,3 +122,31 @@ def test_cli_run_status_rebuild(cli, store):
 def test_registry_builds_every_module_and_skips_absent_ones():
     built = build_projections(lambda s: "k" + s, [*MODULES, "projections.not_written_yet"])
     assert [p.name for p in built] == ["citizen_overview", "case_history", "access_log"]
+
+
+def test_serve_follows_in_a_child_process(store_url, engine):
+    """`glasplade serve` projects in a child process over the same configuration: it catches
+    up with what is there, follows what comes, and stops when asked."""
+    import base64
+
+    from hub.cli.serve import follow_in_child
+    from hub.config import Settings
+    from tests.conftest import DATA_KEY, PSEUDONYM_KEY
+
+    store = make_store(store_url)
+    store.append(sc.family())
+    settings = Settings(store_url=store_url, data_key=base64.b64encode(DATA_KEY).decode(),
+                        pseudonym_key=base64.b64encode(PSEUDONYM_KEY).decode())
+    runner = make_runner(store, engine)  # reads the positions the child writes
+    halt = follow_in_child(settings)
+    try:
+        _wait_until(lambda: runner.positions() and all(
+            s.lag == 0 and s.position > 0 for s in runner.status()), timeout=30)
+        store.append([event(ev.PersonRecordAccessed("u", "p", "overview"), person=sc.MOTHER)])
+        head = store.max_position()
+        _wait_until(lambda: all(s.position == head for s in runner.status()), timeout=30)
+    finally:
+        halt()
+        store.close()
+    import multiprocessing
+    assert not [p for p in multiprocessing.active_children() if p.name == "glasplade-projections"]

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.domain import events as ev
+from hub.store.testing import action
 from hub.synthetic.generate import generate
 from hub.synthetic.to_events import municipality_events
 from projections.base import Projection
@@ -221,4 +222,42 @@ def test_topic_filtered_projection_reaches_the_head(store, engine):
     (access,) = build_projections(store.person_key, ["projections.access_log"])
     runner = make_runner(store, engine, batch_size=3, projections=[access])
     assert runner.run() == 1  # one PersonRecordAccessed among the family's events
+    assert runner.status()[0].lag == 0
+
+
+class Watching(Counter):
+    """A counter of one event type that records every call of ``handle``."""
+
+    name = "watching"
+    topics = ("PersonRecordAccessed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def define_tables(self, metadata: sa.MetaData) -> None:
+        self.table = sa.Table("watching_counts", metadata,
+                              sa.Column("event_type", sa.String(64), primary_key=True),
+                              sa.Column("n", sa.Integer, nullable=False))
+
+    def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        self.calls.append(len(events))
+        super().handle(events, conn)
+
+
+def test_a_projection_without_events_in_a_batch_only_moves_its_position(store, engine):
+    """The follower wakes on every append; a projection none of whose event types arrived is
+    not called, its position moves with the others'."""
+    store.append(sc.family())
+    watching = Watching()
+    runner = make_runner(store, engine, batch_size=1000, projections=[watching, Counter()])
+    runner.prepare()
+    runner.run()
+    assert watching.calls == [1]  # the family holds one access record
+    store.append([action("dubu:S-77", sc.CHILD, 1, record_id="N-1")])
+    assert runner.run() == 1
+    head = store.max_position()
+    assert watching.calls == [1]
+    assert stored_positions(engine) == {"watching": head, "counter": head}
+    assert counts(engine)["CaseActionRecorded"] >= 1
     assert runner.status()[0].lag == 0

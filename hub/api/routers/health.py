@@ -21,8 +21,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """Readiness: the event store answers and no projection is more than ``API_MAX_LAG``
-    events behind it. 503 with the reasons otherwise."""
+    """Readiness: the event store answers, every projection is built and none is more than
+    ``API_MAX_LAG`` events behind it. 503 with the reasons otherwise."""
     ctx = get_ctx(request)
     problems: list[str] = []
     lags: dict[str, int] = {}
@@ -39,8 +39,10 @@ def readyz(request: Request) -> JSONResponse:
         log.error("readiness: read models unreachable", error=type(exc).__name__)
         problems.append(f"read models unreachable ({type(exc).__name__})")
     for name, lag in lags.items():
-        ctx.metrics.projection_lag.labels(name).set(lag)
-        if lag > ctx.config.max_lag:
+        ctx.metrics.projection_lag.labels(name).set(last if lag is None else lag)
+        if lag is None:
+            problems.append(f"projection {name} is not built yet")
+        elif lag > ctx.config.max_lag:
             problems.append(f"projection {name} is {lag} events behind (max {ctx.config.max_lag})")
     body = {"status": "unavailable" if problems else "ready", "store_position": last,
             "projection_lag": lags, "problems": problems}
