@@ -43,7 +43,9 @@ def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Tabl
     t = {
         "persons": sa.Table(
             f"{prefix}_persons", md, sa.Column("person_key", s, primary_key=True),
-            sa.Column("birth_date", sa.Date), sa.Column("household_key", s, index=True)),
+            # birth_date: the age-milestone rules read a window of a few birth years
+            sa.Column("birth_date", sa.Date, index=True),
+            sa.Column("household_key", s, index=True)),
         "cases": sa.Table(
             f"{prefix}_cases", md, sa.Column("case_key", s, primary_key=True),
             sa.Column("person_key", s, nullable=False, index=True),
@@ -64,7 +66,8 @@ def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Tabl
             sa.Column("decided_on", sa.Date)),
         "relations": sa.Table(
             f"{prefix}_relations", md, sa.Column("person_key", s, primary_key=True),
-            sa.Column("related_key", s, primary_key=True),
+            # related_key: the family rule follows relations from either side
+            sa.Column("related_key", s, primary_key=True, index=True),
             sa.Column("relation", s, primary_key=True)),
         "consents": sa.Table(
             f"{prefix}_consents", md, sa.Column("consent_id", s, primary_key=True),
@@ -82,7 +85,7 @@ def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Tabl
 
 class TargetGroupsProjection(Projection):
     name = "target_groups"
-    version = 3
+    version = 4  # 4: indexes on tg_persons.birth_date and tg_relations.related_key
 
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""

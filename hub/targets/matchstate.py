@@ -1,9 +1,11 @@
 """Apply a run of TargetGroupMatchStarted/Ended events to the match tables in bulk.
 
 A nightly run can record tens of thousands of match events; one round trip per event would make
-the catch-up the slowest part of the night. This reads the rows a run touches with a few ``IN``
-queries, applies the events in order in memory, and writes the result back with one delete and
-one insert per table (chunked). Same result as applying the events one by one.
+the catch-up the slowest part of the night. This reads the rows a run touches with a few queries
+(PostgreSQL: one ``= ANY(array)`` per table and 10,000 keys; SQLite: ``IN`` lists of 500),
+applies the events in order in memory, and writes the result back with one delete per rule and
+table and one insert per table (COPY on PostgreSQL). Same result as applying the events one by
+one.
 """
 
 from __future__ import annotations
@@ -12,35 +14,49 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from hub.domain import events as ev
+from projections.rows import insert_many
 
-_CHUNK = 500
+_CHUNK = 500  # keys per IN (...) list (SQLite)
+_PG_CHUNK = 10000  # keys per = ANY(array) (PostgreSQL)
 Key = tuple[str, str]
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i:i + _CHUNK]
+def key_chunks(conn: sa.Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """``items`` in slices of as many keys as one ``among`` condition takes."""
+    size = _PG_CHUNK if conn.dialect.name == "postgresql" else _CHUNK
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def among(conn: sa.Connection, column: sa.ColumnElement, keys: Sequence[str]
+           ) -> sa.ColumnElement[bool]:
+    """``column`` is one of ``keys``: one array parameter on PostgreSQL, ``IN`` on SQLite."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam("keys", list(keys), unique=True,
+                                              type_=postgresql.ARRAY(sa.String)))
+    return column.in_(keys)
 
 
 def _rows_for(conn: sa.Connection, table: sa.Table, subjects: list[str]) -> list[dict]:
     out = []
-    for chunk in _chunks(subjects):
+    for chunk in key_chunks(conn, subjects):
         out += [dict(r._mapping) for r in conn.execute(
-            sa.select(table).where(table.c.subject.in_(chunk)))]
+            sa.select(table).where(among(conn, table.c.subject, chunk)))]
     return out
 
 
 def _delete(conn: sa.Connection, table: sa.Table, keys: Iterable[Key]) -> None:
-    """Delete rows by (rule_id, subject), per rule with ``subject IN (...)`` (index-friendly)."""
+    """Delete rows by (rule_id, subject), per rule by subject (index-friendly)."""
     by_rule: dict[str, list[str]] = {}
     for rule_id, subject in keys:
         by_rule.setdefault(rule_id, []).append(subject)
     for rule_id, subjects in sorted(by_rule.items()):
-        for chunk in _chunks(sorted(subjects)):
+        for chunk in key_chunks(conn, sorted(subjects)):
             conn.execute(table.delete().where(table.c.rule_id == rule_id,
-                                              table.c.subject.in_(chunk)))
+                                              among(conn, table.c.subject, chunk)))
 
 
 def apply_match_events(conn: sa.Connection, p: Any, events: Sequence[ev.CanonicalEvent],
@@ -100,15 +116,10 @@ def apply_match_events(conn: sa.Connection, p: Any, events: Sequence[ev.Canonica
                      [{"k_rule": x["rule_id"], "k_subject": x["subject"],
                        "k_episode": x["episode"], "ended_at": x["ended_at"],
                        "reason": x["reason"]} for x in updates])
-    inserts = [history[hk] for hk in sorted(changed_history - stored_history)]
-    for chunk in _chunks(inserts):
-        conn.execute(h.insert(), list(chunk))
+    insert_many(conn, h, [history[hk] for hk in sorted(changed_history - stored_history)])
     open_rows = [r for r in matches.values() if r is not None]
-    for chunk in _chunks(open_rows):
-        conn.execute(p.matches.insert(), list(chunk))
-    units = _units(conn, p, open_rows)
-    for chunk in _chunks(units):
-        conn.execute(p.match_units.insert(), list(chunk))
+    insert_many(conn, p.matches, open_rows)
+    insert_many(conn, p.match_units, _units(conn, p, open_rows))
 
 
 def _units(conn: sa.Connection, p: Any, rows: list[dict]) -> list[dict]:
@@ -119,12 +130,13 @@ def _units(conn: sa.Connection, p: Any, rows: list[dict]) -> list[dict]:
                      if x.startswith("grant:")})
     c, g = p.facts["cases"], p.facts["grants"]
     unit_of: dict[str, str] = {}
-    for chunk in _chunks(cases):
+    for chunk in key_chunks(conn, cases):
         unit_of.update({f"case:{k}": u for k, u in conn.execute(
-            sa.select(c.c.case_key, c.c.unit_id).where(c.c.case_key.in_(chunk)))})
-    for chunk in _chunks(grants):
+            sa.select(c.c.case_key, c.c.unit_id).where(among(conn, c.c.case_key, chunk)))})
+    for chunk in key_chunks(conn, grants):
         unit_of.update({f"grant:{k}": u for k, u in conn.execute(
-            sa.select(g.c.grant_id, g.c.granting_unit_id).where(g.c.grant_id.in_(chunk)))})
+            sa.select(g.c.grant_id, g.c.granting_unit_id)
+            .where(among(conn, g.c.grant_id, chunk)))})
     out = set()
     for r in rows:
         for x in r["evidence"].split("\n"):

@@ -56,7 +56,7 @@ def write_reports(conn: sa.Connection, p: TargetGroupsProjection, rule_set: r.Ru
                         result.as_of.isoformat(), o.explanation, ", ".join(o.evidence)])
         for overlap_id in result.overlaps_resolved:
             w.writerow(["løst identitetsoverlap", "", "", "", "", overlap_id, "", "", ""])
-    active = Counter(m.rule_id for m in result.current)
+    active = Counter(rule_id for rule_id, _ in result.current)
     new = Counter(x.rule_id for x in result.started)
     ended = Counter(x.rule_id for x in result.ended)
     summary = [{"rule_id": x.rule_id, "title": x.title, "source": x.source,
