@@ -18,6 +18,7 @@ from hub.ingest.connector import AuthenticationFailed, SourceUnavailable
 SEARCH_PAGE = 250
 JOURNAL_PAGE = 100
 PERSONGROUP = "api/citizen/citizenmasterdata/persongroup"
+CITIZENCORE = "api/citizen/citizenmasterdata/citizencore"
 SEARCH_COLUMNS = ["CitizenId", "CitizenCprFormatted"]
 
 
@@ -125,7 +126,19 @@ class FasitClient(HttpClient):
         hits = _field(body, "rankedSearchResult", list)
         return next((h["documentId"] for h in hits if h.get("documentType") == "citizen"), None)
 
+    def notes(self, citizen_id: str) -> dict[str, Any]:
+        """"Kommunens markeringer": the citizen's free-text note fields (``importantNote2``...)."""
+        body = self.post_json(f"{CITIZENCORE}/queries/getnotesforcitizen",
+                              {"citizenId": citizen_id})
+        return _field(body, "notes", dict)
+
     # --- commands -------------------------------------------------------------------------
+
+    def update_notes(self, citizen_id: str, notes: dict[str, Any]) -> None:
+        """Replace the note fields: send all of them (read, change one, send back), as the
+        public client does; a field left out is not kept."""
+        self.post_json(f"{CITIZENCORE}/commands/updatenotes",
+                       {"citizenId": citizen_id, "notes": notes})
 
     def create_marking(self, citizen_id: str, group_id: str, start: date, end: date | None
                        ) -> str:

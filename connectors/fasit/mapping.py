@@ -1,4 +1,5 @@
-"""Fasit records (cases from ``getcases``, journal notes, person-group markings) -> canonical.
+"""Fasit records (cases from ``getcases``, journal notes, person-group markings, the
+write-back's lines in "Kommunens markeringer") -> canonical.
 
 Cases become ``CaseSnapshot``s (their status changes are found by diffing, as Fasit has no feed
 for them); journal notes and markings carry their own ids and become events directly. A record
@@ -7,6 +8,7 @@ that cannot be mapped raises ``Malformed``; the reason names the field, never it
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 from typing import Any
 
@@ -134,6 +136,33 @@ def marking_events(record: Any, person: str, today: date) -> list[ev.CanonicalEv
                                               marking_type=group, ended_on=end),
                               person=person, case_key=None))
     return out
+
+
+#: The marking type of a "has a case in another system" line in the citizen's note field.
+OTHER_SYSTEM_MARKING = "Sag i andet system"
+
+
+def note_marking_events(citizen_id: str, key: str, person: str, since: date,
+                        line: str | None, ended_on: date | None = None, on: date | None = None
+                        ) -> list[ev.CanonicalEvent]:
+    """A "case in another system" line as a marking: ``MarkingSet`` (note = the line; a changed
+    line is a new version, occurring ``on``) or, with ``ended_on``, ``MarkingEnded``. The
+    marking is the line for ``key`` on one citizen, from ``since`` (the day it was first set in
+    this episode)."""
+    mid = f"{citizen_id}:{key}"
+    rid = f"CitizenNote/{mid}"
+    if ended_on is not None:
+        return [make_event(SOURCE_SYSTEM, rid, f"ended:{ended_on.isoformat()}",
+                           _midnight(ended_on), ev.MarkingEnded(
+                               marking_id=mid, system=SOURCE_SYSTEM,
+                               marking_type=OTHER_SYSTEM_MARKING, ended_on=ended_on),
+                           person=person, case_key=None)]
+    digest = hashlib.sha256((line or "").encode()).hexdigest()[:12]
+    return [make_event(SOURCE_SYSTEM, rid, f"set:{since.isoformat()}:{digest}",
+                       _midnight(max(since, on or since)),
+                       ev.MarkingSet(marking_id=mid, system=SOURCE_SYSTEM,
+                                     marking_type=OTHER_SYSTEM_MARKING, valid_from=since,
+                                     note=line), person=person, case_key=None)]
 
 
 def _midnight(day: date) -> datetime:

@@ -6,11 +6,17 @@ note), each idempotent, for the write-back.
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.http import HttpClient, RequestRejected
 from connectors.sbsys import dialect as d
+
+
+def titled(title: str, external_key: str) -> str:
+    """A case title that carries its external key (how the write-back finds its cases)."""
+    return f"{title} [{external_key}]"
 
 
 class SbsysClient(HttpClient):
@@ -55,23 +61,39 @@ class SbsysClient(HttpClient):
     def find_case_by_key(self, cpr: str, external_key: str) -> dict | None:
         results, _ = self.search_page({"PrimaerPerson": {"CprNummer": d.cpr_dashed(cpr)},
                                        "Titel": f"[{external_key}]", "Limit": 10, "Skip": 0},
-                                      parties=False)
+                                      parties=True)
         return results[0] if results else None
 
     def create_case(self, *, cpr: str, title: str, template_id: int, external_key: str,
-                    caseworker_id: int | None = None) -> dict:
-        """Create a case from a template unless one with ``external_key`` exists already."""
+                    caseworker_id: int | None = None, parties: Sequence[str] = ()) -> dict:
+        """Create a case from a template unless one with ``external_key`` exists already.
+        ``parties``: CPR numbers of further parties (those SBSYS does not know are left out)."""
         existing = self.find_case_by_key(cpr, external_key)
         if existing is not None:
             return existing
         person = self.find_person(cpr)
         if person is None:
             raise RequestRejected("the person is not known in SBSYS", 404)
-        body = {"SagsTitel": f"{title} [{external_key}]",
+        others = [p for p in (self.find_person(c) for c in parties if c != cpr) if p]
+        body = {"SagsTitel": titled(title, external_key),
                 "PrimaryPart": {"PartId": person["Id"], "PartType": "Person"},
-                "Parts": [{"PartId": person["Id"], "PartType": "Person"}],
+                "Parts": [{"PartId": p["Id"], "PartType": "Person"} for p in [person, *others]],
                 "SkabelonId": template_id, "SagsbehandlerID": caseworker_id}
         return self.post_json("api/v10/sag/template", body)
+
+    def add_party(self, case_id: int | str, cpr: str) -> bool:
+        """Add a person as a party unless they are one (or SBSYS does not know them); False if
+        nothing was written."""
+        if any(d.cpr_plain(p.get("CPRnummer") or "") == d.cpr_plain(cpr)
+               for p in self.parties(case_id)):
+            return False
+        person = self.find_person(cpr)
+        if person is None:
+            return False
+        self.post_json(f"api/sag/{case_id}/part", {
+            "PartId": person["Id"], "Navn": person.get("Navn"), "PartType": "Person",
+            "Cprnummer": d.cpr_dashed(cpr)})
+        return True
 
     def update_case(self, case_id: int | str, changes: dict[str, Any]) -> dict:
         """PUT needs the whole case: GET, merge, PUT (else SBSYS drops the party link)."""
@@ -90,16 +112,23 @@ class SbsysClient(HttpClient):
         return self.put_json(f"api/sag/{case_id}/status",
                              {"SagsStatusID": status["Id"], "Kommentar": comment})
 
-    def passivate(self, case_id: int | str, comment: str = "Passiveret af Glasplade") -> dict:
+    def passivate(self, case_id: int | str, comment: str = d.PASSIVATED_BY_GLASPLADE) -> dict:
         return self.set_status(case_id, "Passiv", comment)
 
     def add_journal_note(self, case_id: int, heading: str, lines: list[str],
-                         contact_time: datetime) -> dict:
-        """Idempotent by heading + contact time on the case."""
+                         contact_time: datetime, key: str | None = None) -> dict:
+        """Idempotent by heading + contact time on the case, or, given ``key``, by a note whose
+        text carries ``[key]`` (the key is added as the note's last line)."""
         stamp = d.local_time(contact_time)[:19]
+        tag = f"[{key}]" if key else None
         for note in self.journal_notes(case_id):
-            if note.get("Overskrift") == heading and (note.get("Oprettet") or "")[:19] == stamp:
-                return {"Uuid": note.get("Uuid")}
+            if tag and tag in (note.get("Note") or ""):
+                return {"Uuid": note.get("Uuid"), "created": False}
+            if not tag and note.get("Overskrift") == heading and (
+                    note.get("Oprettet") or "")[:19] == stamp:
+                return {"Uuid": note.get("Uuid"), "created": False}
+        if tag:
+            lines = [*lines, tag]
         return self.post_json("api/journalarknote/create", {
             "SagID": case_id, "Overskrift": heading, "Note": "<br/>".join(lines),
             "KontaktTidspunkt": contact_time.astimezone(UTC).isoformat(

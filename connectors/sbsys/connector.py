@@ -8,6 +8,9 @@ search (cheap) and fetches journal notes only for changed cases. The cursor is J
 - ``next_hwm``: the server's clock (``Date`` header) when the sweep started; it becomes ``hwm``
   when the sweep completes, so a case changed while the sweep ran is seen again next time
   (never lost; re-reads are absorbed by the store's dedupe).
+
+Cases from the coordinated-pathway template (``SBSYS_PATHWAY_TEMPLATE``, by display name; default
+"Sammenhængende borgerforløb") are read as pathways (see ``mapping``), their notes not at all.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class CaseSweep(Stream):
                 if hwm is not None and changed is not None and changed < hwm:
                     continue
                 try:
+                    if mapping.is_pathway(sag, self.connector.pathway_template):
+                        events.extend(mapping.pathway_events(sag, statuses))
+                        continue
                     events.extend(mapping.case_events(sag, statuses,
                                                       self.connector.department))
                     events.extend(mapping.note_events(
@@ -78,10 +84,12 @@ class CaseSweep(Stream):
 class SbsysConnector(Connector):
     name = "sbsys"
 
-    def __init__(self, client: SbsysClient, page_size: int = 500, department: str = "BUF"):
+    def __init__(self, client: SbsysClient, page_size: int = 500, department: str = "BUF",
+                 pathway_template: str = d.PATHWAY_TEMPLATE):
         self.client = client
         self.page_size = page_size
         self.department = department
+        self.pathway_template = pathway_template
         self._statuses: dict[int, dict] | None = None
 
     def statuses(self) -> dict[int, dict]:
@@ -132,4 +140,6 @@ def from_settings(settings: Settings, store: object = None) -> SbsysConnector:
     c = settings.component
     return SbsysConnector(client_from_settings(settings),
                           page_size=int(c("sbsys", "page_size", 500)),
-                          department=str(c("sbsys", "department", "BUF")))
+                          department=str(c("sbsys", "department", "BUF")),
+                          pathway_template=str(c("sbsys", "pathway_template",
+                                                 d.PATHWAY_TEMPLATE)))

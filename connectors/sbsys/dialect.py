@@ -22,6 +22,10 @@ NAME_TO_STATUS = {"Oprettet": "open", "Aktiv": "active", "Passiv": "passive",
 #: SagsTilstand -> the hub's status, for a status name this hub does not know.
 STATE_TO_STATUS = {"Aktiv": "active", "Passiv": "passive", "Afsluttet": "closed"}
 STATUS_TO_ID = {"open": 1, "active": 2, "passive": 3, "closed": 4}
+#: The status comment the write-back passivates with (the connector reads it back as the reason).
+PASSIVATED_BY_GLASPLADE = "Passiveret af Glasplade: ikke længere i målgruppen"
+#: The template of coordinated-pathway cases (sammenhængende borgerforløb), by display name.
+PATHWAY_TEMPLATE = "Sammenhængende borgerforløb"
 
 
 def cpr_dashed(cpr: str) -> str:

@@ -5,6 +5,11 @@ SBSYS shows current state only (no feed, no status history), so dedupe keys come
 ``<Nummer>/opened``, ``<Nummer>/status/<status id>``, ``<Nummer>/caseworker/<login>``,
 ``<Nummer>/note/<Uuid>``. Reading the same state again stores nothing. A status left and
 returned to between two reads is not seen (documented in docs/connectors/sbsys.md).
+
+A coordinated-pathway case (template "Sammenhængende borgerforløb") is the pathway, not a
+department's case: it becomes ``PathwayStarted`` (members = its parties, rule = the Glasplade key
+in its title, if any), ``PathwayTovholderAssigned`` (its Behandler) and ``PathwayClosed`` (passive
+or closed). Counting it as a case would keep the very match that created it alive.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from hub.domain import events as ev
 
 SYSTEM = "sbsys"
 _TAG = re.compile(r"<[^>]+>")
+_RULE_KEY = re.compile(r"\[glasplade:([A-Za-z0-9._-]+):[^\]\s]*\]")
 
 
 def _time(value, what: str) -> datetime:
@@ -113,4 +119,71 @@ def note_events(sag: dict, notes: list[dict]) -> list[ev.CanonicalEvent]:
                                                title=n.get("Overskrift"), text=text or None),
                          person=person, case_key=key,
                          actor=(n.get("OprettetAf") or {}).get("LogonId")))
+    return out
+
+
+# --- coordinated-pathway cases -------------------------------------------------------------------
+
+
+def is_pathway(sag: dict, template: str = d.PATHWAY_TEMPLATE) -> bool:
+    return (sag.get("SagSkabelon") or {}).get("Navn") == template
+
+
+def pathway_id(sag: dict) -> str:
+    return case_key(sag)
+
+
+def rule_of(title: str | None) -> str | None:
+    """The rule id in a Glasplade key ``[glasplade:<rule id>:<subject>]`` in a case title."""
+    m = _RULE_KEY.search(title or "")
+    return m.group(1) if m else None
+
+
+def _members(sag: dict, primary: str) -> tuple[str, ...]:
+    found = [primary]
+    for p in sag.get("Parter") or []:
+        raw = p.get("CPRnummer") or p.get("CprNummer")
+        cpr = d.cpr_plain(raw) if isinstance(raw, str) else ""
+        if p.get("PartType") == "Person" and cprs.is_valid_form(cpr):
+            found.append(cpr)
+    return tuple(dict.fromkeys(found))
+
+
+def pathway_events(sag: dict, statuses: dict[int, dict]) -> list[ev.CanonicalEvent]:
+    """A pathway case's events (``Parter`` in ``sag``: its parties, as the search with
+    ``InkluderParterIResultat`` gives them)."""
+    key = case_key(sag)
+    nummer = key.split(":", 1)[1]
+    person = person_of(sag)
+    opened = _time(sag.get("Opstaaet"), f"case {nummer} Opstaaet")
+    changed = _time(sag.get("SenestAendret"), f"case {nummer} SenestAendret")
+    unit = sag.get("Ansaettelsessted") or {}
+    unit_id = str(unit.get("Id") or "")
+    if not unit_id:
+        raise MappingError(f"case {nummer} has no Ansaettelsessted")
+    status = sag.get("SagsStatus") or {}
+    state = status.get("SagsTilstand") or (statuses.get(status.get("Id")) or {}).get(
+        "SagsTilstand")
+    behandler = sag.get("Behandler") or {}
+    login = behandler.get("Brugernavn")
+    pid, rid = pathway_id(sag), f"{nummer}/pathway"
+
+    def mk(record: str, version: str, at: datetime, payload: ev.Payload) -> ev.CanonicalEvent:
+        return event(SYSTEM, record, version, at, payload, person=person, actor=login)
+
+    out = [mk(rid, "started", opened, ev.PathwayStarted(
+        pathway_id=pid, anchor_unit_id=unit_id, anchor_unit_name=unit.get("Navn") or unit_id,
+        rule_id=rule_of(sag.get("SagsTitel")), members=_members(sag, person)))]
+    if login:
+        out.append(mk(f"{nummer}/tovholder/{login}", "1", max(opened, changed),
+                      ev.PathwayTovholderAssigned(
+                          pathway_id=pid, caseworker_id=login,
+                          caseworker_name=behandler.get("Navn") or login,
+                          unit_id=str(behandler.get("AnsaettelsesstedIdentity") or unit_id))))
+    if state in ("Passiv", "Afsluttet"):
+        comment = status.get("SagsStatusKommentar") or ""
+        reason = ("no_longer_in_target_group" if comment.startswith(d.PASSIVATED_BY_GLASPLADE)
+                  else "other")
+        out.append(mk(rid, f"closed/{status.get('Id')}", changed,
+                      ev.PathwayClosed(pathway_id=pid, reason=reason)))
     return out

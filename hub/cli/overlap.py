@@ -101,7 +101,8 @@ def overlap_run(
             moment = (datetime.combine(date.fromisoformat(as_of), datetime.min.time(), UTC)
                       if as_of else datetime.now(UTC))
             result = run_overlap(hub.store, engine, rule_set, moment, projection, report_dir)
-            planned = wb.plan(rule_set, result.started, result.ended, moment.date())
+            planned = wb.plan(rule_set, result.started, result.ended, moment.date(),
+                              result.current)
             with engine.begin() as conn:
                 n_planned = wb.record_plan(conn, planned, datetime.now(UTC))
         finally:
@@ -313,7 +314,7 @@ def writeback_execute(store: str = StoreOpt) -> None:
     writers = writers_from_settings(hub.settings)
     try:
         counts = wb.execute(engine, writers, cpr_from_store(hub.store),
-                            lambda: datetime.now(UTC))
+                            lambda: datetime.now(UTC), record=hub.store.append)
     finally:
         writers.close()
         engine.dispose()

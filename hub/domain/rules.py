@@ -56,7 +56,8 @@ class WriteBack:
     mode: str                           # dry-run, approval, automatic
     marking_system: str | None = None   # e.g. fasit
     marking_type: str | None = None     # the person-group marking to set while matched
-    pathway_case: bool = False          # create/passivate a coordinated-pathway case in SBSYS
+    pathway_case: bool = False          # create/update/passivate a coordinated-pathway case (SBSYS)
+    other_system_marking: str | None = None  # where to mark "has a case in another system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,17 +198,21 @@ def _consent(raw: dict[str, Any] | None) -> ConsentCondition | None:
 def _write_back(raw: dict[str, Any] | None) -> WriteBack | None:
     if raw is None:
         return None
-    known = {"mode", "marking_system", "marking_type", "pathway_case"}
+    known = {"mode", "marking_system", "marking_type", "pathway_case", "other_system_marking"}
     if set(raw) - known:
         raise RuleError("write_back", f"unknown field(s) {sorted(set(raw) - known)}")
     if raw.get("mode") not in WRITE_BACK_MODES:
         raise RuleError("write_back.mode", f"expected one of {', '.join(WRITE_BACK_MODES)}")
     if bool(raw.get("marking_system")) != bool(raw.get("marking_type")):
         raise RuleError("write_back.marking_type", "give marking_system and marking_type")
-    if not raw.get("marking_type") and not raw.get("pathway_case"):
-        raise RuleError("write_back", "nothing to write: give a marking or pathway_case = true")
+    other = raw.get("other_system_marking")
+    if other is not None and (not isinstance(other, str) or not other.strip()):
+        raise RuleError("write_back.other_system_marking", "expected a system name, e.g. fasit")
+    if not raw.get("marking_type") and not raw.get("pathway_case") and not other:
+        raise RuleError("write_back", "nothing to write: give a marking, pathway_case = true or "
+                        "other_system_marking")
     return WriteBack(raw["mode"], raw.get("marking_system"), raw.get("marking_type"),
-                     bool(raw.get("pathway_case", False)))
+                     bool(raw.get("pathway_case", False)), other)
 
 
 def parse_rule_set(raw: Mapping[str, Any]) -> RuleSet:

@@ -1,18 +1,33 @@
 """Write-back: commands planned from match changes, approved (where configured), carried out
 idempotently by the connectors' write operations, with retries and a record of what was written.
 
-Commands are imperative (``SetMarking``); what the fagsystem then shows comes back through its
-connector as events (``MarkingSet``). The record of commands (``tg_writeback``) is operational
-state kept next to the read models but outside the projection, so rebuilding the projection
-never forgets what was already written. Modes per rule (``[rules.write_back] mode``):
-``dry-run`` (planned and listed, never written), ``approval`` (written after a leader approves
-in the dashboard or with ``glasplade targets writeback approve``), ``automatic``.
+Commands are imperative (``SetMarking``); what the fagsystem then shows is recorded as events
+(``MarkingSet``, ``PathwayStarted``...) made by the system's own connector mapping, so the write
+and the connector's later read of it are the same fact, stored once. The record of commands
+(``tg_writeback``) is operational state kept next to the read models but outside the projection,
+so rebuilding the projection never forgets what was already written; it says who decided, when
+it was written, where (the fagsystem's reference) and whether anything changed. Modes per rule
+(``[rules.write_back] mode``): ``dry-run`` (planned and listed, never written), ``approval``
+(written after a leader approves in the dashboard or with ``glasplade targets writeback
+approve``), ``automatic``.
+
+Per match and rule there are three things to keep in step (docs/write-back.md):
+- a person-group marking (``SetMarking``/``EndMarking``) on the match's persons that the
+  fagsystem knows, set when the match starts and ended when it ends;
+- the coordinated-pathway case (``CreatePathwayCase``/``UpdatePathwayCase``/
+  ``PassivatePathwayCase``): title, parties and evidence follow the match while it lasts;
+- the "case in another system" marking (``SetOtherSystemMarking``/``EndOtherSystemMarking``)
+  on the match's persons in one fagsystem, naming the other systems their cases are in.
+The last two are desired states: each night the current match is planned again and
+``record_plan`` keeps only what differs from the last command for the same match (a newer
+command supersedes an older one still waiting).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -20,11 +35,16 @@ from typing import Any, Protocol
 import orjson
 import sqlalchemy as sa
 
+from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
 
 log = get_logger("glasplade.writeback")
 MAX_ATTEMPTS = 5
+PENDING = ("planned", "approved", "failed")
+#: Display names of the fagsystemer in texts written to other fagsystemer.
+SYSTEM_NAMES = {"dubu": "DUBU", "sbsys": "SBSYS", "fasit": "Fasit", "cura": "Cura",
+                "nexus": "Nexus", "momentum": "Momentum"}
 
 _md = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -44,14 +64,22 @@ WRITEBACK = sa.Table(
     sa.Column("decided_at", _TS), sa.Column("written_at", _TS))
 
 
+# --- commands --------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class SetMarking:
+    """The person-group marking on each of ``persons`` that ``system`` knows (the match's
+    persons: in a family match the child may be in DUBU and the parent in Fasit); empty: the
+    subject."""
+
     command_id: str
     rule_id: str
     subject: str
     system: str
     marking_type: str
     valid_from: date
+    persons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +90,36 @@ class EndMarking:
     system: str
     marking_type: str
     ended_on: date
+    persons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CreatePathwayCase:
+    """The pathway case should exist with this title, parties (person keys besides the
+    subject) and evidence (the match's)."""
+
     command_id: str
     rule_id: str
     subject: str
     title: str
     external_key: str
     system: str = "sbsys"
+    parties: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePathwayCase:
+    """As ``CreatePathwayCase``, for a case written before whose content changed."""
+
+    command_id: str
+    rule_id: str
+    subject: str
+    title: str
+    external_key: str
+    system: str = "sbsys"
+    parties: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,46 +131,177 @@ class PassivatePathwayCase:
     system: str = "sbsys"
 
 
-Command = SetMarking | EndMarking | CreatePathwayCase | PassivatePathwayCase
-COMMANDS: dict[str, type] = {c.__name__: c for c in (SetMarking, EndMarking, CreatePathwayCase,
-                                                     PassivatePathwayCase)}
+@dataclass(frozen=True, slots=True)
+class SetOtherSystemMarking:
+    """The line ``text`` (tagged ``key``) on each of ``persons`` in ``system``, and off the
+    persons in ``drop`` (who left the match); ``since``: the first day of this episode."""
+
+    command_id: str
+    rule_id: str
+    subject: str
+    system: str
+    key: str
+    text: str
+    persons: tuple[str, ...]
+    valid_from: date
+    since: date | None = None
+    drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EndOtherSystemMarking:
+    command_id: str
+    rule_id: str
+    subject: str
+    system: str
+    key: str
+    ended_on: date
+    persons: tuple[str, ...] = ()
+
+
+Command = (SetMarking | EndMarking | CreatePathwayCase | UpdatePathwayCase | PassivatePathwayCase
+           | SetOtherSystemMarking | EndOtherSystemMarking)
+COMMANDS: dict[str, type] = {c.__name__: c for c in (
+    SetMarking, EndMarking, CreatePathwayCase, UpdatePathwayCase, PassivatePathwayCase,
+    SetOtherSystemMarking, EndOtherSystemMarking)}
+_MARKING = (SetMarking, EndMarking)
+_PATHWAY = (CreatePathwayCase, UpdatePathwayCase, PassivatePathwayCase)
+_OTHER = (SetOtherSystemMarking, EndOtherSystemMarking)
+_RANK = {SetMarking: 0, EndMarking: 1, CreatePathwayCase: 0, UpdatePathwayCase: 1,
+         PassivatePathwayCase: 2, SetOtherSystemMarking: 0, EndOtherSystemMarking: 1}
 
 
 class Writers(Protocol):
-    """The connectors' write operations, each idempotent in its fagsystem."""
+    """The connectors' write operations, each idempotent in its fagsystem (``Written`` in
+    ``hub.targets.writers``: reference, changed?, events)."""
 
-    def set_marking(self, cpr: str, system: str, marking_type: str, valid_from: date) -> str: ...
+    def set_marking(self, cprs: Sequence[str], system: str, marking_type: str,
+                    valid_from: date) -> Any: ...
 
-    def end_marking(self, cpr: str, system: str, marking_type: str, ended_on: date
-                    ) -> str | None: ...
+    def end_marking(self, cprs: Sequence[str], system: str, marking_type: str,
+                    ended_on: date) -> Any: ...
 
-    def create_pathway_case(self, cpr: str, title: str, external_key: str) -> str: ...
+    def ensure_pathway_case(self, cpr: str, title: str, external_key: str,
+                            parties: Sequence[str], evidence: Sequence[str], evidence_key: str
+                            ) -> Any: ...
 
-    def passivate_pathway_case(self, cpr: str, external_key: str) -> str | None: ...
+    def passivate_pathway_case(self, cpr: str, external_key: str) -> Any: ...
+
+    def set_other_system_marking(self, system: str, cprs: Sequence[str], key: str, line: str,
+                                 drop: Sequence[str], since: date, on: date) -> Any: ...
+
+    def end_other_system_marking(self, system: str, cprs: Sequence[str], key: str,
+                                 ended_on: date) -> Any: ...
+
+
+# --- what a match asks for -------------------------------------------------------------------
 
 
 def external_key(rule_id: str, subject: str) -> str:
     return f"glasplade:{rule_id}:{subject[:16]}"
 
 
-def plan(rule_set: r.RuleSet, started: Sequence[r.Match], ended: Sequence[Any], on: date
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:12]
+
+
+def related(m: r.Match) -> tuple[str, ...]:
+    """The other persons of a match (from its ``relation:<relation>:<person key>`` evidence)."""
+    return tuple(sorted({e.split(":", 2)[2] for e in m.evidence if e.startswith("relation:")
+                         and e.count(":") >= 2} - {m.subject}))
+
+
+def _case_systems(evidence: Iterable[str]) -> set[str]:
+    return {e.split(":", 2)[1] for e in evidence if e.startswith("case:") and e.count(":") >= 2}
+
+
+def other_system_text(rule: r.Rule, m: r.Match, system: str) -> str | None:
+    """The marking's text: which other systems the match's cases are in. None when no case of
+    the match is in ``system`` (nobody to mark there) or none is elsewhere (nothing to say)."""
+    systems = _case_systems(m.evidence)
+    if system not in systems or not systems - {system}:
+        return None
+    names = ", ".join(sorted(SYSTEM_NAMES.get(s, s) for s in systems - {system}))
+    who = {"family_departments": "Familien", "household_departments": "Husstanden"}.get(
+        rule.kind, "Borgeren")
+    return f"{who} har sag i {names} ({rule.title}; Glasplade)"
+
+
+def evidence_lines(rule_id: str, evidence: Sequence[str]) -> list[str]:
+    """The evidence as the caseworker reads it in SBSYS (persons appear as the case's parties,
+    never as pseudonyms)."""
+    lines = [f"Regel: {rule_id}"]
+    relations: dict[str, int] = {}
+    for item in evidence:
+        kind, _, rest = item.partition(":")
+        if kind == "case":
+            system, _, record = rest.partition(":")
+            lines.append(f"Aktiv sag i {SYSTEM_NAMES.get(system, system)}: {record}")
+        elif kind == "grant":
+            lines.append(f"Bevilling: {rest}")
+        elif kind == "milestone":
+            lines.append(f"Manglende møde: {rest}")
+        elif kind == "relation":
+            rel = rest.split(":", 1)[0]
+            relations[rel] = relations.get(rel, 0) + 1
+    lines += [f"Familierelation: {rel} ({n})" for rel, n in sorted(relations.items())]
+    return lines
+
+
+def evidence_key(c: CreatePathwayCase | UpdatePathwayCase) -> str:
+    return f"glasplade-grundlag:{_digest(c.rule_id, c.subject, c.evidence)}"
+
+
+def pathway_title(rule: r.Rule) -> str:
+    return f"Sammenhængende borgerforløb ({rule.title})"
+
+
+def _desired(rule: r.Rule, m: r.Match, on: date, start: bool) -> list[tuple[Command, str]]:
+    """The pathway case and the other-system marking as the match asks for them now."""
+    wb = rule.write_back
+    assert wb is not None
+    out: list[tuple[Command, str]] = []
+    stamp = on.isoformat()
+    if wb.pathway_case:
+        cls = CreatePathwayCase if start else UpdatePathwayCase
+        title, parties = pathway_title(rule), related(m)
+        cid = f"{cls.__name__}:{m.rule_id}:{m.subject}:{stamp}"
+        if not start:
+            cid += f":{_digest(title, parties, m.evidence)}"
+        out.append((cls(cid, m.rule_id, m.subject, title, external_key(m.rule_id, m.subject),
+                        parties=parties, evidence=m.evidence), wb.mode))
+    if wb.other_system_marking:
+        text = other_system_text(rule, m, wb.other_system_marking)
+        if text is not None:
+            persons = (m.subject, *related(m))
+            out.append((SetOtherSystemMarking(
+                f"SetOtherSystemMarking:{m.rule_id}:{m.subject}:{stamp}:"
+                f"{_digest(text, persons)}", m.rule_id, m.subject, wb.other_system_marking,
+                external_key(m.rule_id, m.subject), text, persons, on), wb.mode))
+    return out
+
+
+def plan(rule_set: r.RuleSet, started: Sequence[r.Match], ended: Sequence[Any], on: date,
+         current: Mapping[tuple[str, str], r.Match] | None = None
          ) -> list[tuple[Command, str]]:
-    """(command, mode) for every started or ended match of a rule with write-back."""
+    """(command, mode) for every started or ended match of a rule with write-back, and, given
+    the ``current`` matches ((rule id, subject) -> match), the desired state of every continuing
+    one (``record_plan`` drops what is already so)."""
     out: list[tuple[Command, str]] = []
     rules = {x.rule_id: x for x in rule_set.rules}
     stamp = on.isoformat()
+    begun: set[tuple[str, str]] = set()
     for m in started:
-        wb = rules[m.rule_id].write_back if m.rule_id in rules else None
-        if wb is None:
+        rule = rules.get(m.rule_id)
+        wb = rule.write_back if rule else None
+        if rule is None or wb is None:
             continue
+        begun.add((m.rule_id, m.subject))
         if wb.marking_type:
             out.append((SetMarking(f"SetMarking:{m.rule_id}:{m.subject}:{stamp}", m.rule_id,
-                                   m.subject, wb.marking_system, wb.marking_type, on), wb.mode))
-        if wb.pathway_case:
-            out.append((CreatePathwayCase(
-                f"CreatePathwayCase:{m.rule_id}:{m.subject}:{stamp}", m.rule_id, m.subject,
-                f"Sammenhængende borgerforløb ({rules[m.rule_id].title})",
-                external_key(m.rule_id, m.subject)), wb.mode))
+                                   m.subject, wb.marking_system, wb.marking_type, on,
+                                   (m.subject, *related(m))), wb.mode))
+        out += _desired(rule, m, on, start=True)
     for e in ended:
         wb = rules[e.rule_id].write_back if e.rule_id in rules else None
         if wb is None:
@@ -134,7 +313,20 @@ def plan(rule_set: r.RuleSet, started: Sequence[r.Match], ended: Sequence[Any], 
             out.append((PassivatePathwayCase(
                 f"PassivatePathwayCase:{e.rule_id}:{e.subject}:{stamp}", e.rule_id, e.subject,
                 external_key(e.rule_id, e.subject)), wb.mode))
+        if wb.other_system_marking:
+            out.append((EndOtherSystemMarking(
+                f"EndOtherSystemMarking:{e.rule_id}:{e.subject}:{stamp}", e.rule_id, e.subject,
+                wb.other_system_marking, external_key(e.rule_id, e.subject), on), wb.mode))
+    if current is not None:
+        kept = {x.rule_id for x in rule_set.rules if x.write_back is not None
+                and (x.write_back.pathway_case or x.write_back.other_system_marking)}
+        for key in current:
+            if key[0] in kept and key not in begun:
+                out += _desired(rules[key[0]], current[key], on, start=False)
     return out
+
+
+# --- the record ------------------------------------------------------------------------------
 
 
 def create_tables(bind: sa.Engine | sa.Connection) -> None:
@@ -142,33 +334,156 @@ def create_tables(bind: sa.Engine | sa.Connection) -> None:
 
 
 def _encode(c: Command) -> str:
-    return orjson.dumps({"type": type(c).__name__, **dataclasses.asdict(c)}).decode()
+    return orjson.dumps({"type": type(c).__name__,
+                         **{f.name: getattr(c, f.name) for f in dataclasses.fields(c)}}).decode()
 
 
 def decode(text: str) -> Command:
     d = orjson.loads(text)
     cls = COMMANDS[d.pop("type")]
-    for name in ("valid_from", "ended_on"):
-        if name in d:
+    for name in ("valid_from", "ended_on", "since"):
+        if d.get(name):
             d[name] = date.fromisoformat(d[name])
+    for name in ("parties", "evidence", "persons", "drop"):
+        if name in d:
+            d[name] = tuple(d[name])
     return cls(**d)
+
+
+def _slot(c: Command) -> tuple[str, str, str] | None:
+    """Commands that keep one thing in step share a slot: (thing, rule id, subject)."""
+    if isinstance(c, _MARKING):
+        return ("marking", c.rule_id, c.subject)
+    if isinstance(c, _PATHWAY):
+        return ("pathway", c.rule_id, c.subject)
+    if isinstance(c, _OTHER):
+        return ("other", c.rule_id, c.subject)
+    return None
+
+
+_SLOT_KINDS = [cls.__name__ for cls in (*_MARKING, *_PATHWAY, *_OTHER)]
+
+
+def _history(conn: sa.Connection, slots: set[tuple[str, str, str]]
+             ) -> dict[tuple[str, str, str], list[list[Any]]]:
+    """Per slot, its recorded commands in order as [command, status]."""
+    w = WRITEBACK
+    rows: list[Any] = []
+    by_rule: dict[str, list[str]] = {}
+    for _, rule_id, subject in slots:
+        by_rule.setdefault(rule_id, []).append(subject)
+    for rule_id, subjects in by_rule.items():
+        subjects = sorted(set(subjects))
+        q = sa.select(w.c.command, w.c.status, w.c.planned_at, w.c.subject).where(
+            w.c.kind.in_(_SLOT_KINDS), w.c.rule_id == rule_id)
+        if len(subjects) > 500:  # most of the rule's matches: one pass over its rows
+            wanted = set(subjects)
+            rows += [row for row in conn.execute(q) if row.subject in wanted]
+            continue
+        rows += conn.execute(q.where(w.c.subject.in_(subjects))).all()
+    out: dict[tuple[str, str, str], list[list[Any]]] = {}
+    decoded = [(decode(row.command), row.status, row.planned_at) for row in rows]
+    decoded.sort(key=lambda x: (x[2], _RANK[type(x[0])]))
+    for c, status, _ in decoded:
+        slot = _slot(c)
+        assert slot is not None
+        out.setdefault(slot, []).append([c, status])
+    return out
+
+
+def _renamed(c: Any, cls: type, **changes: Any) -> Any:
+    """``c`` as a command of kind ``cls`` (same fields, id with the new kind)."""
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    fields["command_id"] = cls.__name__ + c.command_id[len(type(c).__name__):]
+    return cls(**{**fields, **changes})
+
+
+def _reconcile(c: Command, past: list[list[Any]]) -> Command | None:
+    """``c`` as it should be recorded after ``past`` (its slot's commands), or None when it
+    would change nothing."""
+    latest = past[-1][0] if past else None
+    if isinstance(c, EndMarking):  # end it on whom it was set on
+        return (dataclasses.replace(c, persons=latest.persons)
+                if isinstance(latest, SetMarking) else c)
+    if isinstance(c, SetMarking):
+        return c
+    if isinstance(c, _PATHWAY):
+        episode = [x for x in past if isinstance(x[0], CreatePathwayCase | UpdatePathwayCase)]
+        active = latest if isinstance(latest, CreatePathwayCase | UpdatePathwayCase) else None
+        if isinstance(c, PassivatePathwayCase):
+            return None if active is None else dataclasses.replace(
+                c, external_key=active.external_key)
+        if active is None:  # a new case: the first, or the next after a passivated one
+            n = sum(isinstance(x[0], CreatePathwayCase) for x in past)
+            key = c.external_key if n == 0 else f"{c.external_key}:{n + 1}"
+            return _renamed(c, CreatePathwayCase, external_key=key)
+        if (active.title, active.parties, active.evidence) == (c.title, c.parties, c.evidence):
+            return None
+        written = any(x[1] == "done" and x[0].external_key == active.external_key
+                      for x in episode)
+        return _renamed(c, UpdatePathwayCase if written else CreatePathwayCase,
+                        external_key=active.external_key)
+    active_set = latest if isinstance(latest, SetOtherSystemMarking) else None
+    if isinstance(c, EndOtherSystemMarking):
+        return None if active_set is None else dataclasses.replace(c,
+                                                                   persons=active_set.persons)
+    assert isinstance(c, SetOtherSystemMarking)
+    if active_set is None:
+        return dataclasses.replace(c, since=c.valid_from, drop=())
+    if (active_set.text, active_set.persons) == (c.text, c.persons):
+        return None
+    return dataclasses.replace(c, since=active_set.since or active_set.valid_from,
+                               drop=tuple(sorted(set(active_set.persons) - set(c.persons))))
+
+
+def _supersedes(new: Command, old: Command) -> bool:
+    """A newer command makes an older one that is still waiting pointless."""
+    if isinstance(old, SetMarking):
+        return isinstance(new, EndMarking)
+    if isinstance(old, CreatePathwayCase | UpdatePathwayCase):
+        return isinstance(new, _PATHWAY) and new.external_key == old.external_key
+    return isinstance(old, SetOtherSystemMarking) and isinstance(new, _OTHER)
 
 
 def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now: datetime
                 ) -> int:
-    """Store planned commands once (a command id already recorded is left as it is)."""
+    """Store planned commands once (a command id already recorded is left as it is). Commands
+    that keep a pathway case or an other-system marking in step are recorded only when they
+    change something, completed from their slot's history (the case's key, the persons to
+    unmark); older ones still waiting in the slot become ``superseded``."""
     _md.create_all(conn)
     ids = [c.command_id for c, _ in planned]
     known: set[str] = set()
     for i in range(0, len(ids), 500):
         known |= set(conn.execute(sa.select(WRITEBACK.c.command_id).where(
             WRITEBACK.c.command_id.in_(ids[i:i + 500]))).scalars())
-    rows = [{"command_id": c.command_id, "kind": type(c).__name__, "rule_id": c.rule_id,
-             "subject": c.subject, "system": c.system, "mode": mode, "status": "planned",
-             "command": _encode(c), "attempts": 0, "planned_at": now}
-            for c, mode in planned if c.command_id not in known]
+    fresh = [(c, mode) for c, mode in planned if c.command_id not in known]
+    history = _history(conn, {s for c, _ in fresh if (s := _slot(c)) is not None})
+    rows, superseded = [], []
+    for c, mode in fresh:
+        slot = _slot(c)
+        if slot is not None:
+            past = history.setdefault(slot, [])
+            done = _reconcile(c, past)
+            if done is None or done.command_id in known:
+                continue
+            c = done
+            for entry in past:
+                if entry[1] in PENDING and _supersedes(c, entry[0]):
+                    entry[1] = "superseded"
+                    superseded.append(entry[0].command_id)
+            past.append([c, "planned"])
+        known.add(c.command_id)
+        rows.append({"command_id": c.command_id, "kind": type(c).__name__,
+                     "rule_id": c.rule_id, "subject": c.subject, "system": c.system,
+                     "mode": mode, "status": "planned", "command": _encode(c), "attempts": 0,
+                     "planned_at": now})
     if rows:
         conn.execute(WRITEBACK.insert(), rows)
+    for i in range(0, len(superseded), 500):
+        conn.execute(WRITEBACK.update().where(
+            WRITEBACK.c.command_id.in_(superseded[i:i + 500]),
+            WRITEBACK.c.status.in_(PENDING)).values(status="superseded", decided_at=now))
     return len(rows)
 
 
@@ -189,7 +504,8 @@ def pending(conn: sa.Connection, status: str | None = None) -> list[Any]:
 
 
 def handled(conn: sa.Connection, limit: int = 200) -> list[Any]:
-    """Commands past planning (approved, done, failed), the most recently decided first."""
+    """Commands past planning (approved, done, failed, superseded), the most recently decided
+    first."""
     _md.create_all(conn)
     w = WRITEBACK
     latest = sa.func.coalesce(w.c.written_at, w.c.decided_at, w.c.planned_at)
@@ -197,21 +513,46 @@ def handled(conn: sa.Connection, limit: int = 200) -> list[Any]:
                         .order_by(latest.desc(), w.c.command_id).limit(limit)).all()
 
 
-def _run(writers: Writers, c: Command, cpr: str) -> str | None:
+# --- execution -------------------------------------------------------------------------------
+
+
+def _cprs(keys: Iterable[str], cpr_of: Callable[[str], str | None]) -> list[str]:
+    """The CPR numbers of the persons known (a person the store cannot name is left out)."""
+    return [c for c in (cpr_of(k) for k in keys) if c]
+
+
+def _run(writers: Writers, c: Command, cpr: str, cpr_of: Callable[[str], str | None]) -> Any:
     if isinstance(c, SetMarking):
-        return writers.set_marking(cpr, c.system, c.marking_type, c.valid_from)
+        return writers.set_marking(_cprs(c.persons, cpr_of) or [cpr], c.system, c.marking_type,
+                                   c.valid_from)
     if isinstance(c, EndMarking):
-        return writers.end_marking(cpr, c.system, c.marking_type, c.ended_on)
-    if isinstance(c, CreatePathwayCase):
-        return writers.create_pathway_case(cpr, c.title, c.external_key)
-    return writers.passivate_pathway_case(cpr, c.external_key)
+        return writers.end_marking(_cprs(c.persons, cpr_of) or [cpr], c.system, c.marking_type,
+                                   c.ended_on)
+    if isinstance(c, CreatePathwayCase | UpdatePathwayCase):
+        return writers.ensure_pathway_case(cpr, c.title, c.external_key,
+                                           _cprs(c.parties, cpr_of),
+                                           evidence_lines(c.rule_id, c.evidence),
+                                           evidence_key(c))
+    if isinstance(c, PassivatePathwayCase):
+        return writers.passivate_pathway_case(cpr, c.external_key)
+    if isinstance(c, SetOtherSystemMarking):
+        return writers.set_other_system_marking(c.system, _cprs(c.persons, cpr_of), c.key,
+                                                c.text, _cprs(c.drop, cpr_of),
+                                                c.since or c.valid_from, c.valid_from)
+    return writers.end_other_system_marking(c.system, _cprs(c.persons, cpr_of), c.key,
+                                            c.ended_on)
 
 
 def execute(engine: sa.Engine, writers: Writers, cpr_of: Callable[[str], str | None],
-            now: Callable[[], datetime], max_attempts: int = MAX_ATTEMPTS) -> dict[str, int]:
+            now: Callable[[], datetime], max_attempts: int = MAX_ATTEMPTS,
+            record: Callable[[list[ev.CanonicalEvent]], Any] | None = None) -> dict[str, int]:
     """Carry out approved and automatic commands (and retry failed ones). Each command is
     committed on its own: a crash mid-way loses nothing, and a repeat writes nothing twice
-    (the command is marked done; the connector's write is idempotent in the fagsystem)."""
+    (the command is marked done; the connector's write is idempotent in the fagsystem).
+
+    ``record`` (e.g. ``EventStore.append``) gets the fagsystem's state after each write as
+    events; a command is done only once they are recorded (else it is retried: the write is
+    idempotent, the events' dedupe keys are the connector's)."""
     _md.create_all(engine)
     w = WRITEBACK
     due = sa.or_(w.c.status == "approved",
@@ -229,9 +570,12 @@ def execute(engine: sa.Engine, writers: Writers, cpr_of: Callable[[str], str | N
         try:
             if cpr is None:
                 raise LookupError("no CPR/substitute number known for the subject")
-            result = _run(writers, command, cpr)
-            values = {"status": "done", "result": result or "", "written_at": now(),
-                      "last_error": None}
+            written = _run(writers, command, cpr, cpr_of)
+            if record is not None and written.events:
+                record(list(written.events))
+            values = {"status": "done", "written_at": now(), "last_error": None,
+                      "result": orjson.dumps({"ref": written.ref, "changed": written.changed,
+                                              "events": len(written.events)}).decode()}
             counts["done"] += 1
         except Exception as exc:  # recorded, retried on the next execute
             values = {"status": "failed", "last_error": f"{type(exc).__name__}: {exc}"[:500]}

@@ -89,11 +89,12 @@ class TestSbsys(ConnectorSuite):
 
     def test_write_operations_are_idempotent(self, client, municipality, one_store, connect):
         person = municipality.persons[0].cpr
-        made = client.create_case(cpr=person, title="Sammenhængende borgerforløb",
-                                  template_id=2, external_key="glasplade:pathway-1",
-                                  caseworker_id=1)
-        again = client.create_case(cpr=person, title="Sammenhængende borgerforløb",
-                                   template_id=2, external_key="glasplade:pathway-1")
+        # Template 1 (Børnesag): a department's case. Pathway cases (template 2) are read as
+        # pathways, see tests/targets/test_writeback_sync.py.
+        made = client.create_case(cpr=person, title="Børnesag", template_id=1,
+                                  external_key="glasplade:pathway-1", caseworker_id=1)
+        again = client.create_case(cpr=person, title="Børnesag", template_id=1,
+                                   external_key="glasplade:pathway-1")
         assert made["Id"] == again["Id"] and made["SagsStatus"]["Navn"] == "Oprettet"
         updated = client.update_case(made["Id"], {"SagsTitel": "Forløb [glasplade:pathway-1]"})
         assert updated["PrimaryPart"]["CPRnummer"], "GET+merge+PUT keeps the party link"

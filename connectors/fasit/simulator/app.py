@@ -1,6 +1,9 @@
 """The Fasit simulator: the jobcentre backend's JSON queries and commands, behind a bearer token
 and the ``X-Tenant`` header.
 
+State it keeps beyond the municipality: "Kommunens markeringer" (the citizens' note fields),
+replaced whole by ``updatenotes``.
+
 Real Fasit issues its tokens through a browser login at ``login.fasit.dk/{tenant}``; the simulator
 stands in with ``POST /connect/token`` (client credentials). A missing ``X-Tenant`` is answered
 400, another tenant 403, a missing, unknown or expired token 401; every error carries an
@@ -20,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from connectors.dubu.simulator.serving import RequestGuard
 from connectors.fasit.dates import from_wire, parse_timestamp
 from connectors.fasit.mapping import STATUS_OF
-from connectors.fasit.simulator.world import FasitWorld, group_id
+from connectors.fasit.simulator.world import NOTE_FIELDS, FasitWorld, group_id
 from connectors.simulation import (
     FaultConfig,
     Faults,
@@ -34,6 +37,7 @@ from hub.synthetic.model import Case, Municipality
 MAX_SEARCH_PAGE = 250
 MAX_JOURNAL_PAGE = 100
 PERSONGROUP = "/api/citizen/citizenmasterdata/persongroup"
+CITIZENCORE = "/api/citizen/citizenmasterdata/citizencore"
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,26 @@ def create_app(world: FasitWorld, faults: Faults,
                 mk.valid_to = from_wire(body["endDate"]) if body.get("endDate") else None
         except (ValueError, TypeError):
             return _error(400, "startDate/endDate must be Fasit dates")
+        return JSONResponse({})
+
+    @app.post(f"{CITIZENCORE}/queries/getnotesforcitizen")
+    async def get_notes(request: Request) -> Response:
+        cpr = _cpr((await request.json()).get("citizenId"))
+        if cpr is None:
+            return _error(404, "Citizen not found")
+        return JSONResponse({"notes": world.notes_of(cpr)})
+
+    @app.post(f"{CITIZENCORE}/commands/updatenotes")
+    async def update_notes(request: Request) -> Response:
+        body = await request.json()
+        cpr = _cpr(body.get("citizenId"))
+        if cpr is None:
+            return _error(404, "Citizen not found")
+        notes = body.get("notes")
+        if not isinstance(notes, dict) or set(notes) - set(NOTE_FIELDS) or not all(
+                v is None or isinstance(v, str) for v in notes.values()):
+            return _error(400, f"notes must be an object with text fields {NOTE_FIELDS}")
+        world.set_notes(cpr, notes)
         return JSONResponse({})
 
     return app

@@ -21,6 +21,9 @@ SYSTEM = "fasit"
 _NS = uuid.UUID("5d0c7a43-1f7e-4f0e-8a0e-6c2b9f1d3e55")
 #: Person groups every simulated tenant has, besides those its markings use.
 DEFAULT_PERSON_GROUPS = ("Sammenhængende borgerforløb", "Tyra - koordineret indsats")
+#: "Kommunens markeringer": free-text note fields per citizen. Public clients show
+#: ``importantNote2``; the other two names are inferred from it.
+NOTE_FIELDS = ("importantNote1", "importantNote2", "importantNote3")
 
 
 def citizen_id(cpr: str) -> str:
@@ -47,6 +50,7 @@ class FasitWorld:
         self._cases: dict[str, list[Case]] = {}
         self._markings: dict[str, list[Marking]] = {}
         self._citizens: dict[str, tuple[Person | None, str]] = {}
+        self._notes: dict[str, dict[str, str | None]] = {}
 
     def _index(self) -> None:
         """Re-index when cases, markings or persons were added (changes in place need none)."""
@@ -130,7 +134,16 @@ class FasitWorld:
                 "personGroupName": mk.marking_type, "startDate": to_wire(mk.valid_from),
                 "endDate": to_wire(mk.valid_to) if mk.valid_to else None}
 
+    def notes_of(self, cpr: str) -> dict[str, str | None]:
+        with self.lock:
+            return {f: self._notes.get(cpr, {}).get(f) for f in NOTE_FIELDS}
+
     # --- commands -------------------------------------------------------------------------
+
+    def set_notes(self, cpr: str, notes: dict[str, str | None]) -> None:
+        """Replace all note fields (a field not given is emptied, as Fasit's ``updatenotes``)."""
+        with self.lock:
+            self._notes[cpr] = {f: notes.get(f) or None for f in NOTE_FIELDS}
 
     def create_marking(self, cpr: str, group: str, start: date, end: date | None) -> Marking:
         with self.lock:

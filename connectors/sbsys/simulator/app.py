@@ -1,7 +1,10 @@
 """An SBSYS web API for one synthetic municipality: Keycloak-style password grant, the case search
-with ``Limit/Skip``, cases, parties, journal notes, the status list, and the writes Tyra makes
-(create from template, whole-case PUT, status change, journal note). The municipality's
-``Case`` objects are the state: reads render them, writes change them.
+with ``Limit/Skip`` (filters on party CPR, title, number, status and template), cases, parties,
+journal notes, the status list, and the writes Tyra makes (create from template, whole-case PUT,
+add a party, status change with comment, journal note). The municipality's ``Case`` objects are
+the state: reads render them, writes change them. Cases created through the API (such as the
+coordinated-pathway cases from template 2) are kept by the simulator itself, next to the
+municipality's, and served the same way.
 """
 
 from __future__ import annotations
@@ -27,20 +30,34 @@ TEMPLATES = {1: "Børnesag", 2: "Sammenhængende borgerforløb"}
 
 
 class SbsysState:
-    """Int ids for the municipality's SBSYS cases and caseworkers, assigned in a stable order."""
+    """Int ids for the municipality's SBSYS cases and caseworkers, assigned in a stable order,
+    and what SBSYS keeps that the municipality model does not: cases created through the API
+    (e.g. Tyra's coordinated-pathway cases, template 2), each case's template, the parties added
+    to it and its status comment."""
 
     def __init__(self, municipality: Municipality):
         self.m = municipality
         self.lock = threading.RLock()
         self.case_ids: dict[str, int] = {}
         self.by_id: dict[int, Case] = {}
+        self.created: list[Case] = []           # created through the API, not in ``m.cases``
+        self.template: dict[str, int] = {}      # case id -> SkabelonId (generated cases: 1)
+        self.added_parts: dict[str, list[str]] = {}  # case id -> CPRs of parties besides primary
+        self.comment: dict[str, str | None] = {}    # case id -> SagsStatusKommentar
         self._persons: dict = {}
+        self._person_ids: dict[str, int] = {}
         self._caseworkers: dict = {}
         self._seen = -1
         self.sync()
 
+    def _register(self, c: Case) -> int:
+        n = len(self.by_id) + 1
+        self.case_ids[c.case_id] = n
+        self.by_id[n] = c
+        return n
+
     def sync(self) -> None:
-        """Give new cases (from ``evolve`` or writes) the next ids."""
+        """Give new cases (from ``evolve``) the next ids."""
         with self.lock:
             if len(self.m.cases) == self._seen:
                 return
@@ -48,9 +65,16 @@ class SbsysState:
             for c in sorted((c for c in self.m.cases if c.system == "sbsys"
                              and c.case_id not in self.case_ids),
                             key=lambda c: (c.opened_at, c.case_id)):
-                n = len(self.case_ids) + 1
-                self.case_ids[c.case_id] = n
-                self.by_id[n] = c
+                self._register(c)
+
+    def create(self, c: Case, template_id: int, parties: list[str]) -> int:
+        """Keep a case created through the API."""
+        with self.lock:
+            self.sync()
+            self.created.append(c)
+            self.template[c.case_id] = template_id
+            self.added_parts[c.case_id] = [p for p in dict.fromkeys(parties) if p != c.person]
+            return self._register(c)
 
     def now(self) -> datetime:
         """The simulated system's clock: the municipality's 'as of' time."""
@@ -80,6 +104,7 @@ class SbsysState:
     def person(self, cpr: str):
         if len(self._persons) != len(self.m.persons):
             self._persons = {p.cpr: p for p in self.m.persons}
+            self._person_ids = {p.cpr: i + 1 for i, p in enumerate(self.m.persons)}
         return self._persons.get(cpr)
 
     def sag(self, n: int, c: Case, faults: Faults, parts: bool = False) -> dict:
@@ -97,10 +122,10 @@ class SbsysState:
             "SagsTitel": c.title, "Opstaaet": d.local_time(c.opened_at), "OprettetAf": robot,
             "SenestAendret": d.local_time(c.updated_at or c.opened_at),
             "SenestAendretAf": robot,
-            "SagsStatus": {**status, "SagsStatusKommentar": None},
+            "SagsStatus": {**status, "SagsStatusKommentar": self.comment.get(c.case_id)},
             "ErBeskyttet": False, "ErBesluttet": False,
             "Fagomraade": {"Id": 1, "Navn": c.department},
-            "SagSkabelon": {"Id": 1, "Navn": c.case_type},
+            "SagSkabelon": self.skabelon(c),
             "PrimaryPart": {"Navn": name, "CPRnummer": cpr} if c.person else None,
             "Behandler": behandler,
             "Ansaettelsessted": {"Id": c.unit_id, "Navn": unit.name if unit else c.unit_id},
@@ -109,13 +134,29 @@ class SbsysState:
             out["Parter"] = self.parts(c)
         return out
 
+    def skabelon(self, c: Case) -> dict:
+        tid = self.template.get(c.case_id)
+        return {"Id": tid, "Navn": TEMPLATES[tid]} if tid else {"Id": 1, "Navn": c.case_type}
+
+    def person_id(self, cpr: str) -> int | None:
+        """The person's ``Id`` (as ``api/person/search`` gives it)."""
+        return self._person_ids.get(cpr) if self.person(cpr) is not None else None
+
     def parts(self, c: Case) -> list[dict]:
         if not c.person:
             return []
-        p = self.person(c.person)
-        return [{"Id": 1, "PartType": "Person", "CVRnummer": None,
-                 "CPRnummer": d.cpr_dashed(c.person),
-                 "Navn": f"{p.first_name} {p.last_name}" if p else None}]
+        out = []
+        for cpr in [c.person, *self.added_parts.get(c.case_id, ())]:
+            p = self.person(cpr)
+            out.append({"Id": self.person_id(cpr), "PartType": "Person", "CVRnummer": None,
+                        "CPRnummer": d.cpr_dashed(cpr),
+                        "Navn": f"{p.first_name} {p.last_name}" if p else None})
+        return out
+
+    def add_part(self, c: Case, cpr: str) -> None:
+        if cpr != c.person and cpr not in self.added_parts.setdefault(c.case_id, []):
+            self.added_parts[c.case_id].append(cpr)
+            self.touch(c)
 
     def notes(self, c: Case) -> list[dict]:
         out = []
@@ -186,6 +227,7 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
         cpr = ((body.get("PrimaerPerson") or {}).get("CprNummer") or "")
         title = (body.get("Titel") or "").lower()
         statuses = set(body.get("SagsStatusIds") or [])
+        templates = set(body.get("SagsSkabeloner") or [])
         with state.lock:
             state.sync()
             rows = []
@@ -198,6 +240,8 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
                 if body.get("Nummer") and body["Nummer"] != c.case_id:
                     continue
                 if statuses and d.STATUS_TO_ID.get(c.status, 1) not in statuses:
+                    continue
+                if templates and state.template.get(c.case_id, 1) not in templates:
                     continue
                 rows.append((n, c))
             page = rows[skip:skip + limit]
@@ -217,6 +261,25 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
         found = state.find(key)
         return state.parts(found[1]) if found else not_found(f"Sag {key}")
 
+    @app.post("/api/sag/{key}/part")
+    async def add_part(key: str, request: Request) -> Any:
+        if (no := denied(request)) is not None:
+            return no
+        body = await request.json()
+        if body.get("PartType") != "Person":
+            return JSONResponse({"Message": "Kun PartType Person understøttes"}, status_code=400)
+        with state.lock:
+            found = state.find(key)
+            if not found:
+                return not_found(f"Sag {key}")
+            cpr = d.cpr_plain(body.get("Cprnummer") or body.get("CprNummer") or "")
+            person = state.person(cpr) if cpr else next(
+                (p for i, p in enumerate(state.m.persons) if i + 1 == body.get("PartId")), None)
+            if person is None:
+                return not_found(f"Person {body.get('PartId')}")
+            state.add_part(found[1], person.cpr)
+            return True
+
     @app.get("/api/sag/{key}/journalarknotes")
     def notes(key: str, request: Request) -> Any:
         if (no := denied(request)) is not None:
@@ -232,7 +295,7 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
         p = state.person(cpr)
         if p is None:
             return []
-        return [{"Id": state.m.persons.index(p) + 1, "Uuid": str(uuid.uuid5(_NS, p.cpr)),
+        return [{"Id": state.person_id(p.cpr), "Uuid": str(uuid.uuid5(_NS, p.cpr)),
                  "Navn": f"{p.first_name} {p.last_name}", "CprNummer": d.cpr_dashed(p.cpr)}]
 
     # --- writes (Tyra) -------------------------------------------------------------------
@@ -248,22 +311,23 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
         if body.get("SkabelonId") not in TEMPLATES or not body.get("SagsTitel"):
             return JSONResponse({"Message": "SkabelonId/SagsTitel mangler"}, status_code=400)
         with state.lock:
-            person = next((p for i, p in enumerate(state.m.persons)
-                           if i + 1 == primary["PartId"]), None)
+            by_id = {i + 1: p for i, p in enumerate(state.m.persons)}
+            person = by_id.get(primary["PartId"])
             if person is None:
                 return not_found(f"Person {primary['PartId']}")
+            parties = [by_id[p["PartId"]].cpr for p in body.get("Parts") or []
+                       if p.get("PartType") == "Person" and p.get("PartId") in by_id]
             cw = next((w for i, w in enumerate(state.m.caseworkers)
                        if i + 1 == body.get("SagsbehandlerID")), None)
             now = state.now()
-            case = Case(case_id=f"SBSYS-T{len(state.case_ids) + 1:06d}", system="sbsys",
+            case = Case(case_id=f"SBSYS-T{len(state.created) + 1:06d}", system="sbsys",
                         department="BUF", unit_id=cw.unit_id if cw else "BUF",
                         case_type=TEMPLATES[body["SkabelonId"]], title=body["SagsTitel"],
                         person=person.cpr, opened_at=now, caseworker_id=cw.caseworker_id
                         if cw else None, status_history=[StatusChange("open", now)],
                         updated_at=now)
-            state.m.cases.append(case)
-            state.sync()
-            return state.sag(state.case_ids[case.case_id], case, faults)
+            n = state.create(case, body["SkabelonId"], parties)
+            return state.sag(n, case, faults)
 
     @app.put("/api/sag/{key}")
     async def put_sag(key: str, request: Request) -> Any:
@@ -304,12 +368,11 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
             if new != c.status:
                 state.touch(c)
                 c.status = new
+                state.comment[c.case_id] = body.get("Kommentar")
                 c.status_history.append(StatusChange(new, c.updated_at))
                 if new == "closed":
                     c.closed_at = c.updated_at
-            out = state.sag(n, c, faults)
-            out["SagsStatus"]["SagsStatusKommentar"] = body.get("Kommentar")
-            return out
+            return state.sag(n, c, faults)
 
     @app.post("/api/journalarknote/create")
     async def create_note(request: Request) -> Any:
