@@ -17,6 +17,7 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier, Literal
+from psycopg.types.string import BytesBinaryDumper
 
 from hub.store.contract import (
     PROBE_EDGE,
@@ -207,6 +208,9 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
             cur.executemany(self._insert_rows, [
                 (r[0], version_of[i], *r[1:], recorded_at) for i, r in batch.rows(fresh)])
             return
+        # bytes through psycopg's C dumper (the default for bytea is the DB-API ``Binary``
+        # wrapper's Python dumper: two Python calls a row)
+        cur.adapters.register_dumper(bytes, BytesBinaryDumper)
         with cur.copy(self._copy_rows) as copy:
             copy.set_types(_COPY_TYPES)
             write_row = copy.write_row
