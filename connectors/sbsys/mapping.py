@@ -56,8 +56,10 @@ def person_of(sag: dict) -> str:
     return cpr
 
 
-def case_events(sag: dict, statuses: dict[int, dict], department: str
-                ) -> list[ev.CanonicalEvent]:
+def _common(sag: dict, statuses: dict[int, dict]) -> tuple[
+        str, str, str, datetime, datetime, dict, str, dict, str | None]:
+    """What every case reads first: key, number, subject, the two times, the unit, the status
+    and its state (``SagsTilstand``, from the status list when the case does not carry it)."""
     key = case_key(sag)
     nummer = key.split(":", 1)[1]
     person = person_of(sag)
@@ -70,6 +72,12 @@ def case_events(sag: dict, statuses: dict[int, dict], department: str
     status = sag.get("SagsStatus") or {}
     state = status.get("SagsTilstand") or (statuses.get(status.get("Id")) or {}).get(
         "SagsTilstand")
+    return key, nummer, person, opened, changed, unit, unit_id, status, state
+
+
+def case_events(sag: dict, statuses: dict[int, dict], department: str
+                ) -> list[ev.CanonicalEvent]:
+    key, nummer, person, opened, changed, unit, unit_id, status, state = _common(sag, statuses)
     canonical = d.NAME_TO_STATUS.get(status.get("Navn") or "") or d.STATE_TO_STATUS.get(
         state or "")
     if canonical is None:
@@ -152,18 +160,7 @@ def _members(sag: dict, primary: str) -> tuple[str, ...]:
 def pathway_events(sag: dict, statuses: dict[int, dict]) -> list[ev.CanonicalEvent]:
     """A pathway case's events (``Parter`` in ``sag``: its parties, as the search with
     ``InkluderParterIResultat`` gives them)."""
-    key = case_key(sag)
-    nummer = key.split(":", 1)[1]
-    person = person_of(sag)
-    opened = _time(sag.get("Opstaaet"), f"case {nummer} Opstaaet")
-    changed = _time(sag.get("SenestAendret"), f"case {nummer} SenestAendret")
-    unit = sag.get("Ansaettelsessted") or {}
-    unit_id = str(unit.get("Id") or "")
-    if not unit_id:
-        raise MappingError(f"case {nummer} has no Ansaettelsessted")
-    status = sag.get("SagsStatus") or {}
-    state = status.get("SagsTilstand") or (statuses.get(status.get("Id")) or {}).get(
-        "SagsTilstand")
+    key, nummer, person, opened, changed, unit, unit_id, status, state = _common(sag, statuses)
     behandler = sag.get("Behandler") or {}
     login = behandler.get("Brugernavn")
     pid, rid = pathway_id(sag), f"{nummer}/pathway"
