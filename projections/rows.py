@@ -9,7 +9,9 @@ of reading events rather than at the speed of one round trip per event.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC
 from typing import Any
 
@@ -104,6 +106,71 @@ def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[st
     conn.exec_driver_sql(f"DELETE FROM {stage}")
 
 
+class SeenKeys:
+    """A Bloom filter of the keys written to one table since it was created empty: "not seen"
+    is certain (the row is not in the table: no query needed, a plain insert will do), "seen"
+    may be wrong (then the row is queried as usual). Fixed size, so a rebuild's memory stays
+    bounded however many rows it writes (false positives only cost a lookup)."""
+
+    __slots__ = ("_bits", "_mask")
+
+    def __init__(self, bits: int = 1 << 23):
+        self._bits = bytearray(bits >> 3)
+        self._mask = bits - 1
+
+    def add(self, key: Any) -> None:
+        h = hash(key)
+        for i in (h & self._mask, (h >> 32) & self._mask):
+            self._bits[i >> 3] |= 1 << (i & 7)
+
+    def __contains__(self, key: Any) -> bool:
+        h = hash(key)
+        bits, mask = self._bits, self._mask
+        i, j = h & mask, (h >> 32) & mask
+        return bool(bits[i >> 3] & (1 << (i & 7)) and bits[j >> 3] & (1 << (j & 7)))
+
+
+_fresh: ContextVar[dict[str, SeenKeys] | None] = ContextVar("glasplade_fresh", default=None)
+
+
+@contextmanager
+def fresh_tables(seen: dict[str, SeenKeys] | None) -> Iterator[None]:
+    """Within this block, row caches built for a table named in ``seen`` trust it: keys it has
+    not seen are known absent (not queried, inserted with COPY). The runner uses this while it
+    rebuilds from empty tables and is the only writer (``projections.runner``)."""
+    token = _fresh.set(seen)
+    try:
+        yield
+    finally:
+        _fresh.reset(token)
+
+
+def _seen_for(table: sa.Table) -> SeenKeys | None:
+    seen = _fresh.get()
+    if seen is None:
+        return None
+    return seen.setdefault(table.name, SeenKeys())
+
+
+def _split(keys: list[Any], seen: SeenKeys) -> tuple[list[Any], list[Any]]:
+    """(keys that may be in the table, keys that are certainly not)."""
+    maybe: list[Any] = []
+    fresh: list[Any] = []
+    for k in keys:
+        (maybe if k in seen else fresh).append(k)
+    return maybe, fresh
+
+
+def _select_in(conn: sa.Connection, table: sa.Table, col: sa.Column, values: list[Any]
+               ) -> sa.Select:
+    """The rows whose ``col`` is one of ``values``: one array parameter on PostgreSQL (a
+    statement psycopg can keep prepared, no per-value placeholders), IN (...) elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return sa.select(table).where(col == sa.any_(sa.literal(
+            values, type_=postgresql.ARRAY(col.type))))
+    return sa.select(table).where(col.in_(values))
+
+
 class RowCache:
     """The rows of one table (single-column string primary key) a batch reads and writes."""
 
@@ -122,11 +189,17 @@ class RowCache:
                        if isinstance(c.type, sa.DateTime) and c.type.timezone]
         self._select_any = sa.select(table).where(self.key_column == sa.any_(
             sa.bindparam("keys", type_=postgresql.ARRAY(self.key_column.type))))
+        self._seen = _seen_for(table)
 
     def load(self, conn: sa.Connection, keys: Iterable[str]) -> None:
         """Read the rows with these keys (those not read yet) in as few queries as possible."""
         self._conn = conn
         wanted = sorted({k for k in keys if k not in self._rows})
+        if self._seen is not None:  # never written: not in the table
+            maybe, fresh = _split(wanted, self._seen)
+            self._rows.update(dict.fromkeys(fresh))
+            self._absent.update(fresh)
+            wanted = maybe
         pg = conn.dialect.name == "postgresql"
         size = _PG_CHUNK if pg else _CHUNK
         for i in range(0, len(wanted), size):
@@ -159,8 +232,7 @@ class RowCache:
         wanted = sorted(set(values))
         if not wanted:
             return
-        col = self.table.c[column]
-        for row in conn.execute(sa.select(self.table).where(col.in_(wanted))):
+        for row in conn.execute(_select_in(conn, self.table, self.table.c[column], wanted)):
             m = self._fix(dict(row._mapping))
             key = m[self.key_column.name]
             if key not in self._rows:
@@ -210,6 +282,9 @@ class RowCache:
                 (new if k in self._absent else changed).append(row)
         insert_many(conn, self.table, new)
         upsert(conn, self.table, changed, unique=True)
+        if self._seen is not None:
+            for k in self._dirty:
+                self._seen.add(k)
         self._absent -= self._dirty
         self._dirty.clear()
         self._deleted.clear()
@@ -242,14 +317,22 @@ class KeyedRows:
         self._by_first: dict[Any, set[tuple]] = {}
         self._loaded: set[Any] = set()
         self._dirty: set[tuple] = set()
+        self._seen = _seen_for(table)
+        self._fresh: set[Any] = set()
+        """First key values never written to the table: their rows are inserted."""
 
     def load(self, conn: sa.Connection, firsts: Iterable[Any]) -> None:
         """Read every row whose first key column is one of ``firsts`` (not read yet); rows
         already in memory are kept (they may hold this batch's changes)."""
         wanted = sorted({f for f in firsts if f is not None} - self._loaded)
+        if self._seen is not None:  # never written: no rows to read
+            wanted, fresh = _split(wanted, self._seen)
+            self._fresh.update(fresh)
+            self._loaded.update(fresh)
         col = self.table.c[self.pk[0]]
-        for i in range(0, len(wanted), _CHUNK):
-            for r in conn.execute(sa.select(self.table).where(col.in_(wanted[i:i + _CHUNK]))):
+        size = _PG_CHUNK if conn.dialect.name == "postgresql" else _CHUNK
+        for i in range(0, len(wanted), size):
+            for r in conn.execute(_select_in(conn, self.table, col, wanted[i:i + size])):
                 row = dict(r._mapping)
                 key = tuple(row[c] for c in self.pk)
                 if key not in self._rows:
@@ -283,6 +366,12 @@ class KeyedRows:
             t = self.table
             conn.execute(t.delete().where(*(t.c[c] == sa.bindparam(f"k_{c}") for c in self.pk)),
                          [{f"k_{c}": v for c, v in zip(self.pk, k, strict=True)} for k in gone])
-        upsert(conn, self.table, [r for k in self._dirty if (r := self._rows[k]) is not None],
-               unique=True)
+        kept = [r for k in self._dirty if (r := self._rows[k]) is not None]
+        first = self.pk[0]
+        insert_many(conn, self.table, [r for r in kept if r[first] in self._fresh])
+        upsert(conn, self.table, [r for r in kept if r[first] not in self._fresh], unique=True)
+        if self._seen is not None:
+            for r in kept:
+                self._seen.add(r[first])
+        self._fresh.clear()
         self._dirty.clear()

@@ -25,6 +25,7 @@ from hub.logging import get_logger
 from hub.store.eventstore import EventStore
 from projections.base import Projection
 from projections.db import WRITE
+from projections.rows import SeenKeys, fresh_tables
 
 log = get_logger("glasplade.projections")
 
@@ -88,6 +89,9 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch_size = batch_size
         self.clock = clock
+        self._fresh: dict[str, tuple[int, dict[str, SeenKeys]]] = {}
+        """Projections this runner rebuilds from empty tables and alone so far: name ->
+        (position it last moved them to, keys written per table). See ``_fresh_scope``."""
 
     # --- selection and positions ------------------------------------------------------------
 
@@ -171,7 +175,10 @@ class ProjectionRunner:
         events read. Call ``prepare`` first (``follow`` and the CLI do)."""
         selected = self.select(names)
         read = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-read") as pool:
+        parallel = len(selected) > 1 and self.engine.dialect.name == "postgresql"
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-read") as pool, \
+                ThreadPoolExecutor(max_workers=len(selected),
+                                   thread_name_prefix="projection-apply") as appliers:
             ahead: tuple[tuple[int, frozenset[str]], Future[_Batch]] | None = None
             while True:
                 stored = self.positions()
@@ -198,18 +205,38 @@ class ProjectionRunner:
                 if until is not None:
                     end = min(end, until)
                 events = [e for e in batch.events if (e.position or 0) <= end]
-                idle = []
+                types = [e.event_type for e in events]  # a property: computed once per event
+                idle, work = [], []
                 for p in group:
-                    mine = [e for e in events if not p.topics or e.event_type in p.topics]
+                    wanted = frozenset(p.topics)
+                    mine = events if not wanted else [
+                        e for e, kind in zip(events, types, strict=True) if kind in wanted]
                     if mine:
-                        self._apply(p, lowest, end, mine)
+                        work.append((p, mine))
                     else:
                         idle.append(p.name)
+                self._apply_all(appliers if parallel else None, work, lowest, end)
                 if idle:  # nothing to handle: only their positions move, in one statement
                     self._advance(idle, lowest, end)
                 read += len(events)
                 if progress:
                     progress(end - lowest)
+
+    def _apply_all(self, appliers: ThreadPoolExecutor | None,
+                   work: Sequence[tuple[Projection, list[CanonicalEvent]]], expected: int,
+                   end: int) -> None:
+        """Apply a batch to each projection, each in its own transaction. On PostgreSQL they run
+        in threads: while one waits on the server (psycopg releases the GIL), another runs its
+        handlers. The first failure is raised after every projection has finished the batch."""
+        if appliers is None or len(work) < 2:
+            for p, mine in work:
+                self._apply(p, expected, end, mine)
+            return
+        futures = [appliers.submit(self._apply, p, expected, end, mine) for p, mine in work]
+        for f in futures:
+            f.exception()  # wait for all
+        for f in futures:
+            f.result()
 
     def _read(self, after: int, topics: frozenset[str]) -> _Batch:
         """The next rows after ``after``; only those of ``topics`` are decrypted and decoded.
@@ -226,14 +253,22 @@ class ProjectionRunner:
         """Move projections that had no events in ``(expected, end]`` to ``end`` (those another
         runner moved already are left alone)."""
         with self._write() as conn, conn.begin():
-            conn.execute(positions.update().where(positions.c.name.in_(names),
-                                                  positions.c.position == expected)
-                         .values(position=end, updated_at=self.clock()))
+            moved = conn.execute(positions.update().where(positions.c.name.in_(names),
+                                                          positions.c.position == expected)
+                                 .values(position=end, updated_at=self.clock())
+                                 .returning(positions.c.name)).scalars().all()
+        for name in names:
+            if name in moved and name in self._fresh:
+                self._fresh[name] = (end, self._fresh[name][1])
+            else:
+                self._fresh.pop(name, None)
 
     def _apply(self, p: Projection, expected: int, end: int,
                mine: Sequence[CanonicalEvent]) -> None:
         """Handle a projection's events of ``(expected, end]`` and move its position to ``end``,
         in one transaction."""
+        seen = self._fresh_scope(p.name, expected)
+        self._fresh.pop(p.name, None)  # back only once this batch is committed
         with self._write() as conn, conn.begin():
             current = conn.execute(sa.select(positions.c.position)
                                    .where(positions.c.name == p.name).with_for_update()).scalar()
@@ -241,7 +276,8 @@ class ProjectionRunner:
                 log.info("projection moved by another runner", projection=p.name)
                 return
             try:
-                p.handle(mine, conn)
+                with fresh_tables(seen):
+                    p.handle(mine, conn)
             except Exception as exc:
                 log.error("projection batch failed", projection=p.name, after=expected,
                           until=end, error=type(exc).__name__)
@@ -249,13 +285,32 @@ class ProjectionRunner:
                                       f"{type(exc).__name__}: {exc}") from exc
             conn.execute(positions.update().where(positions.c.name == p.name)
                          .values(position=end, updated_at=self.clock()))
+        if seen is not None:
+            self._fresh[p.name] = (end, seen)
+
+    def _fresh_scope(self, name: str, expected: int) -> dict[str, SeenKeys] | None:
+        """The keys written to the projection's tables, if this runner emptied them and then
+        moved the projection through every batch itself: rows it never wrote are certainly
+        absent, so they are neither queried nor merged but inserted (a rebuild's tables grow
+        from empty). Anything else (another runner moved it, a failed batch, a later run)
+        leaves None: every row is looked up as usual."""
+        state = self._fresh.get(name)
+        if state is None or state[0] != expected:
+            return None
+        return state[1]
 
     def rebuild(self, names: Sequence[str] | None = None, *,
                 progress: Progress | None = None) -> int:
         """Drop, recreate and refill the projections from the first event."""
         self.reset(names)
+        if self.engine.dialect.name == "postgresql":  # see _fresh_scope
+            self._fresh.update({p.name: (0, {}) for p in self.select(names)})
         started = time.perf_counter()
-        n = self.run(names, progress=progress)
+        try:
+            n = self.run(names, progress=progress)
+        finally:
+            for p in self.select(names):
+                self._fresh.pop(p.name, None)
         self.analyze(names)
         log.info("projections rebuilt", projections=[p.name for p in self.select(names)],
                  events=n, seconds=round(time.perf_counter() - started, 3))
