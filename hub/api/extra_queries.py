@@ -11,18 +11,19 @@ from __future__ import annotations
 from hub.domain import events as ev
 from hub.domain.access import ConsentFact
 from hub.domain.streams import person_stream_id
+from hub.store.contract import StoredRow
 from hub.store.eventstore import EventStore
 
 CONSENT_TOPICS = frozenset({"ConsentGiven", "ConsentWithdrawn"})
 
 
 def consent_facts(store: EventStore, person_key: str) -> list[ConsentFact]:
-    """Every consent in the person's stream, in the order given, with withdrawals applied."""
+    """Every consent of the person, in the order given, with withdrawals applied: those in
+    their stream and those recorded under an identifier they replaced (a consent given while the
+    citizen had a substitute number still counts once the CPR number replaces it)."""
     given: dict[str, ConsentFact] = {}
     withdrawn: set[str] = set()
-    for row in store.recorder.stream_rows(person_stream_id(person_key)):
-        if row.topic not in CONSENT_TOPICS:
-            continue
+    for row in _consent_rows(store, person_key, set()):
         p = store.from_row(row).payload
         if isinstance(p, ev.ConsentGiven):
             given[p.consent_id] = ConsentFact(p.consent_id, p.purpose, tuple(p.unit_ids),
@@ -32,3 +33,20 @@ def consent_facts(store: EventStore, person_key: str) -> list[ConsentFact]:
             withdrawn.add(p.consent_id)
     return [ConsentFact(c.consent_id, c.purpose, c.unit_ids, c.valid_from, c.valid_until,
                         withdrawn=c.consent_id in withdrawn) for c in given.values()]
+
+
+def _consent_rows(store: EventStore, person_key: str, seen: set[str]) -> list[StoredRow]:
+    """The consent rows of the person's stream and of the streams of the identifiers it
+    replaced (``PersonIdentifierReplaced`` is in the new identifier's stream), in global
+    order. Only those rows and the replacements are decrypted."""
+    if person_key in seen:
+        return []
+    seen.add(person_key)
+    rows = store.recorder.stream_rows(person_stream_id(person_key))
+    found = [r for r in rows if r.topic in CONSENT_TOPICS]
+    for r in rows:
+        if r.topic == "PersonIdentifierReplaced":
+            p = store.from_row(r).payload
+            if isinstance(p, ev.PersonIdentifierReplaced):
+                found += _consent_rows(store, store.person_key(p.old_identifier), seen)
+    return sorted(found, key=lambda r: r.position)

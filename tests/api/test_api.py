@@ -83,6 +83,37 @@ def test_consent_opens_and_withdrawal_closes_at_once(client, world):
     assert r.status_code == 404
 
 
+def test_a_consent_given_under_a_substitute_number_counts_after_the_cpr_replaces_it(
+        client, world, hub):
+    from datetime import date
+
+    from hub.domain import events as ev
+    from hub.domain.cpr import synthetic_cpr
+    from tests.api.world import event
+
+    substitute = synthetic_cpr(date(1990, 6, 1), 44, substitute=True)
+    cpr = synthetic_cpr(date(1990, 6, 1), 45)
+    hub.store.append([
+        event(ev.CaseOpened("JOBCENTER", "JC-KONT", "Jobcenter, kontanthjælp", "kontanthjaelp",
+                            "open", "Sygedagpenge", "LAB", "2"),
+              person=substitute, case="fasit:F-900", source="fasit"),
+        event(ev.ConsentGiven("C-SUB", "casework", ("BUF-MYN-N",), date(2025, 1, 1)),
+              person=substitute, source="fasit"),
+        event(ev.PersonIdentifierReplaced(substitute, cpr), person=cpr, source="cpr"),
+    ])
+    catch_up(hub)
+    login(client, "anne")
+    body = client.get(f"/api/v1/persons/{hub.store.person_key(cpr)}/overview").json()
+    case = _cases(body)["fasit:F-900"]
+    assert case["decision"]["code"] == "consent", case
+    assert case["title"] == "Sygedagpenge"
+    # withdrawn under the new number: the old consent no longer counts
+    r = client.post(f"/api/v1/persons/{hub.store.person_key(cpr)}/consents/C-SUB/withdraw")
+    assert r.status_code == 204, r.text
+    body = client.get(f"/api/v1/persons/{hub.store.person_key(cpr)}/overview").json()
+    assert _cases(body)["fasit:F-900"]["decision"]["level"] == "existence"
+
+
 def test_consent_input_errors(client, world):
     login(client, "anne")
     url = f"/api/v1/persons/{world.mother}/consents"
