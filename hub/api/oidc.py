@@ -6,6 +6,12 @@ verified with PyJWT: signature against the provider's keys, issuer, audience, ex
 
 The user's roles and units come from token claims (``OIDC_ROLES_CLAIM``/``OIDC_UNITS_CLAIM``) or,
 when those are not set, from the user directory looked up by ``OIDC_USER_CLAIM``.
+
+Programs (the integration team's scripts) call the API with ``Authorization: Bearer <token>``:
+a JWT access token from the same provider (e.g. a client-credentials grant), verified the same
+way (signature against the JWKS, issuer, expiry) with the audience ``OIDC_API_AUDIENCE``
+(default: the client id). Its user comes from the claims as above; every read is recorded
+under that user like any other.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class OidcConfig:
     name_claim: str = "name"
     roles_claim: str | None = None
     units_claim: str | None = None
+    api_audience: str | None = None
     timeout: float = 5.0
 
     @classmethod
@@ -60,6 +67,7 @@ class OidcConfig:
             name_claim=str(settings.component("oidc", "name_claim", cls.name_claim)),
             roles_claim=settings.component("oidc", "roles_claim"),
             units_claim=settings.component("oidc", "units_claim"),
+            api_audience=settings.component("oidc", "api_audience"),
             timeout=float(settings.component("oidc", "timeout", cls.timeout)))
 
 
@@ -150,6 +158,18 @@ class OidcClient:
         if claims.get("nonce") != nonce:
             raise OidcError("OIDC: ID token nonce does not match the login request")
         return claims
+
+    def verify_access_token(self, token: str) -> dict[str, Any]:
+        """The claims of a bearer token the API may accept: signed with one of the provider's
+        keys, from its issuer, for the API's audience, not expired."""
+        try:
+            key = self._key_for(token)
+            return jwt.decode(token, key=key, algorithms=["RS256", "ES256", "PS256"],
+                              audience=self.config.api_audience or self.config.client_id,
+                              issuer=self.config.issuer,
+                              options={"require": ["exp", "iss", "aud", "sub"]})
+        except jwt.PyJWTError as exc:
+            raise OidcError(f"OIDC: bearer token rejected: {exc}") from exc
 
     def user_from_claims(self, claims: dict[str, Any], directory: UserDirectory) -> User:
         c = self.config

@@ -96,3 +96,41 @@ def test_provider_down_is_a_clear_503(hub, world):
     with make_client(hub, provider) as c:
         r = c.get("/login", follow_redirects=False)
         assert r.status_code == 503 and "Login-tjenesten svarer ikke" in r.text
+
+
+def test_a_program_calls_the_api_with_a_bearer_token(hub, world):
+    """The integration team's scripts: an access token from the provider, no browser login.
+    Each read is recorded under the token's user like any other."""
+    with running(Provider()) as provider, make_client(hub, provider) as client:
+        url = f"/api/v1/persons/{world.child}/overview"
+        assert client.get(url).status_code == 401
+        token = provider.access_token("anne")
+        r = client.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        last = hub.store.read(after=hub.store.max_position() - 1)[0]
+        assert last.event_type == "PersonRecordAccessed" and last.payload.user_id == "anne"
+        for bad, why in ((provider.access_token("anne", tamper=True), "signature"),
+                         (provider.access_token("anne", expires_in=-10), "expired"),
+                         (provider.access_token("anne", audience="another-api"), "audience"),
+                         (provider.access_token("mallory"), "directory"),
+                         ("not-a-jwt", "")):
+            r = client.get(url, headers={"Authorization": f"Bearer {bad}"})
+            assert r.status_code == 401, (why, r.text)
+            assert r.json()["error"]["code"] == "bad-token"
+
+
+def test_bearer_tokens_for_a_separate_api_audience(hub, world):
+    with running(Provider()) as provider, make_client(
+            hub, provider, api_audience="glasplade-api") as client:
+        url = f"/api/v1/persons/{world.child}/overview"
+        ok = provider.access_token("anne", audience="glasplade-api")
+        assert client.get(url, headers={"Authorization": f"Bearer {ok}"}).status_code == 200
+        id_token_audience = provider.access_token("anne")  # meant for the login client
+        assert client.get(url, headers={
+            "Authorization": f"Bearer {id_token_audience}"}).status_code == 401
+
+
+def test_bearer_tokens_are_refused_without_oidc(client, world):
+    r = client.get(f"/api/v1/persons/{world.child}/overview",
+                   headers={"Authorization": "Bearer x.y.z"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "bearer-not-accepted"
