@@ -49,6 +49,7 @@ class OidcConfig:
     roles_claim: str | None = None
     units_claim: str | None = None
     api_audience: str | None = None
+    post_logout_redirect_uri: str | None = None
     timeout: float = 5.0
 
     @classmethod
@@ -68,6 +69,7 @@ class OidcConfig:
             roles_claim=settings.component("oidc", "roles_claim"),
             units_claim=settings.component("oidc", "units_claim"),
             api_audience=settings.component("oidc", "api_audience"),
+            post_logout_redirect_uri=settings.component("oidc", "post_logout_redirect_uri"),
             timeout=float(settings.component("oidc", "timeout", cls.timeout)))
 
 
@@ -117,6 +119,19 @@ class OidcClient:
             "state": state, "nonce": nonce, "code_challenge": code_challenge,
             "code_challenge_method": "S256"})
         return f"{self.metadata()['authorization_endpoint']}?{query}"
+
+    def end_session_url(self, id_token: str) -> str | None:
+        """Where to send the browser so the provider ends its session too (RP-initiated logout),
+        or None when the provider announces no ``end_session_endpoint``. It returns the browser
+        to ``OIDC_POST_LOGOUT_REDIRECT_URI`` (default: ``/login`` next to the redirect URI)."""
+        endpoint = self.metadata().get("end_session_endpoint")
+        if not endpoint:
+            return None
+        back = self.config.post_logout_redirect_uri or (
+            self.config.redirect_uri.split("/auth/callback")[0].rstrip("/") + "/login")
+        query = urlencode({"id_token_hint": id_token, "client_id": self.config.client_id,
+                           "post_logout_redirect_uri": back})
+        return f"{endpoint}?{query}"
 
     def exchange(self, code: str, code_verifier: str) -> dict[str, Any]:
         try:

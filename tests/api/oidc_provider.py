@@ -45,6 +45,7 @@ class Provider:
         def discovery() -> dict[str, Any]:
             return {"issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
                     "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
+                    "end_session_endpoint": f"{self.issuer}/logout",
                     "response_types_supported": ["code"],
                     "id_token_signing_alg_values_supported": ["RS256"]}
 

@@ -134,3 +134,22 @@ def test_bearer_tokens_are_refused_without_oidc(client, world):
     r = client.get(f"/api/v1/persons/{world.child}/overview",
                    headers={"Authorization": "Bearer x.y.z"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "bearer-not-accepted"
+
+
+def test_logout_ends_the_session_at_the_provider_too(hub, world):
+    import re
+    from urllib.parse import parse_qs
+
+    with running(Provider()) as provider, make_client(hub, provider) as client:
+        assert flow(client).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
+        r = client.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 303
+        where = urlsplit(r.headers["location"])
+        assert f"{where.scheme}://{where.netloc}{where.path}" == f"{provider.issuer}/logout"
+        query = parse_qs(where.query)
+        assert query["post_logout_redirect_uri"] == ["http://testserver/login"]
+        hint = query["id_token_hint"][0]
+        assert OidcClient(OidcConfig(provider.issuer, provider.client_id, "x", "y")
+                          ).verify_access_token(hint)["preferred_username"] == "anne"
+        assert client.get("/api/v1/session").status_code == 401

@@ -83,13 +83,26 @@ def oidc_callback(request: Request, code: str | None = None, state: str | None =
         raise ApiError(403, "oidc-rejected", str(exc),
                        "Du har ikke adgang til Glasplade.") from None
     _login(request, user)
+    request.session["id_token"] = tokens["id_token"]  # the hint for the provider's logout
     return RedirectResponse("/", status_code=303)
 
 
 @router.post("/logout", include_in_schema=False)
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """End the session here and, after an OIDC login, at the provider too (else the next
+    /login would log the same person straight in again)."""
     check_csrf(request, csrf)
+    id_token = request.session.get("id_token")
     request.session.clear()
+    ctx = get_ctx(request)
+    if id_token and ctx.config.auth == "oidc" and ctx.oidc is not None:
+        try:
+            url = ctx.oidc.end_session_url(id_token)
+        except OidcError as exc:  # logged out here; the provider's session stays
+            log.warning("oidc end-session unavailable", error=str(exc))
+            url = None
+        if url:
+            return RedirectResponse(url, status_code=303)
     return RedirectResponse("/login", status_code=303)
 
 
