@@ -31,6 +31,9 @@ class ConnectorMetrics:
                                 registry=r)
         self.lag = Gauge("glasplade_connector_lag_seconds",
                          "Now minus the newest business time seen", ["connector"], registry=r)
+        self.backlog = Gauge("glasplade_connector_backlog_records",
+                             "Records waiting in the source after the last pass (Kafka)",
+                             ["connector"], registry=r)
         self.breaker = Gauge("glasplade_connector_breaker_state",
                              "Circuit breaker: 0 closed, 1 half-open, 2 open", ["connector"],
                              registry=r)
@@ -50,6 +53,8 @@ class ConnectorMetrics:
         self.failures.labels(connector, kind).inc()
 
     def status(self, s: ConnectorStatus) -> None:
+        if s.backlog is not None:
+            self.backlog.labels(s.connector).set(s.backlog)
         lag = s.lag_seconds()
         if lag is not None:
             self.lag.labels(s.connector).set(lag)

@@ -180,7 +180,7 @@ class ConnectorRunner:
                      batches=report.batches)
         self._record(status.updated(
             breaker=breaker.state, last_run_at=started, newest_occurred_at=newest,
-            cursor_advanced_at=advanced,
+            cursor_advanced_at=advanced, backlog=self._backlog(connector),
             events_stored=status.events_stored + report.stored,
             duplicates=status.duplicates + report.duplicates,
             dead_letters=status.dead_letters + report.dead_letters), report)
@@ -226,6 +226,14 @@ class ConnectorRunner:
                 if self.metrics:
                     self.metrics.batch(connector.name, outcome.stored, outcome.duplicates,
                                        len(batch.dead_letters))
+
+    def _backlog(self, connector: Connector) -> int | None:
+        """What the source still holds for this connector after the pass (None: unknown)."""
+        try:
+            return connector.backlog(self.store.cursors(connector.name))
+        except Exception as exc:  # the source or the store is down: the pass said so already
+            log.info("backlog unknown", connector=connector.name, error=str(exc)[:200])
+            return None
 
     def _load_status(self, name: str) -> ConnectorStatus:
         if self.status:

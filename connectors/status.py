@@ -28,7 +28,10 @@ status_table = sa.Table(
     sa.Column("events_stored", sa.BigInteger, nullable=False, default=0),
     sa.Column("duplicates", sa.BigInteger, nullable=False, default=0),
     sa.Column("dead_letters", sa.BigInteger, nullable=False, default=0),
+    sa.Column("backlog", sa.BigInteger),
 )
+#: Columns added after the table first shipped: (name, SQL type), added where missing.
+_ADDED = (("backlog", "BIGINT"),)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class ConnectorStatus:
     events_stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    backlog: int | None = None
+    """Records waiting in the source after the last pass (Kafka: end offsets less cursors);
+    None where the source cannot say."""
 
     def lag_seconds(self, now: datetime | None = None) -> float | None:
         """Now minus the newest business time seen; without events, the cursor's age."""
@@ -90,6 +96,23 @@ class StatusStore:
                                        pool_pre_ping=True)
         if create:
             metadata.create_all(self.engine)
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring a table made by an earlier version up to date (columns are only added)."""
+        for name, sql_type in _ADDED:
+            if name in self._columns():
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {status_table.name} ADD COLUMN {name} {sql_type}")
+            except sa.exc.DBAPIError:
+                if name not in self._columns():  # not another process adding it first
+                    raise
+
+    def _columns(self) -> set[str]:
+        return {c["name"] for c in sa.inspect(self.engine).get_columns(status_table.name)}
 
     def save(self, status: ConnectorStatus) -> None:
         values = asdict(status)

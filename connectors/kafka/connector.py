@@ -154,6 +154,9 @@ class KafkaConnector(Connector):
                 max(0, end - int(cursors.get(stream_name(tp.topic, tp.partition), 0)))
                 for tp, end in ends.items()}
 
+    def backlog(self, cursors: dict[str, str]) -> int | None:
+        return sum(self.lag(cursors).values())
+
 
 def from_settings(settings, store: object = None) -> KafkaConnector:
     """The registry's factory: ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_TOPIC``, ... (see config)."""

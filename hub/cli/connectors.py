@@ -120,11 +120,12 @@ def status(json_out: bool = typer.Option(False, "--json", help="Machine-readable
         return "" if t is None else f"{_duration((now - t).total_seconds())} ago"
 
     print_table(
-        ["connector", "health", "breaker", "last success", "lag", "events", "duplicates",
-         "dead letters", "failures", "last error"],
+        ["connector", "health", "breaker", "last success", "lag", "backlog", "events",
+         "duplicates", "dead letters", "failures", "last error"],
         [[s.connector, "ok" if s.healthy() else "FAILING", s.breaker, ago(s.last_success_at),
-          _duration(s.lag_seconds(now)), s.events_stored, s.duplicates, s.dead_letters,
-          s.consecutive_failures, (s.last_error or "")[:60]] for s in statuses])
+          _duration(s.lag_seconds(now)), "" if s.backlog is None else s.backlog,
+          s.events_stored, s.duplicates, s.dead_letters, s.consecutive_failures,
+          (s.last_error or "")[:60]] for s in statuses])
 
 
 def _duration(seconds: float | None) -> str:

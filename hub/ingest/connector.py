@@ -68,5 +68,10 @@ class Connector(ABC):
     @abstractmethod
     def streams(self) -> list[Stream]: ...
 
+    def backlog(self, cursors: dict[str, str]) -> int | None:
+        """Records the source holds beyond ``cursors`` (this connector's stored cursors), or
+        None where the source cannot say (a sweep of a whole system has no such count)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - a hook with a sensible default
         """Release clients and sessions."""

@@ -302,3 +302,47 @@ class TestKafkaSuite(ConnectorSuite):
 
     def test_expired_token_is_renewed(self):
         pytest.skip("Kafka: no tokens here (SASL/SSL options are passed through to kafka-python)")
+
+
+class _FailingStore:
+    """The event store going down after ``ok`` appends (the broker stays up)."""
+
+    def __init__(self, store, ok: int):
+        self.store, self.ok = store, ok
+
+    def append(self, *args, **kwargs):
+        from hub.store.contract import StoreError
+
+        if self.ok <= 0:
+            raise StoreError("connection to the store lost")
+        self.ok -= 1
+        return self.store.append(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_status_shows_the_records_waiting_in_kafka(kafka_broker, store, publisher, tmp_path):  # noqa: F811
+    from prometheus_client import generate_latest
+
+    from connectors.http import RetryPolicy
+    from connectors.metrics import ConnectorMetrics
+    from connectors.runner import ConnectorRunner
+    from connectors.status import StatusStore
+
+    # One record a produce request: after a multi-record batch the Tansu broker here answers a
+    # partition's end offset as the last batch's base offset + 1, not Kafka's high watermark
+    # (docs/connectors/kafka.md, Limits), and the backlog would be under-reported.
+    for i in range(20):
+        publisher.publish([person_event(i)])
+    status, metrics = StatusStore(f"sqlite:///{tmp_path / 'status.db'}"), ConnectorMetrics()
+    connector = KafkaConnector(config(kafka_broker, max_records=4))
+    failing = ConnectorRunner(_FailingStore(store, ok=2), [connector], status=status,
+                              metrics=metrics, retry=RetryPolicy(attempts=1, initial=0.01))
+    report = failing.run_once()
+    assert not report.ok and report.stored == 8  # two batches of 4, then the store went down
+    assert status.get("kafka").backlog == 12
+    assert 'glasplade_connector_backlog_records{connector="kafka"} 12.0' in generate_latest(
+        metrics.registry).decode()
+    ConnectorRunner(store, [connector], status=status, retry=RetryPolicy(attempts=1)).run_once()
+    assert status.get("kafka").backlog == 0 and status.get("kafka").healthy()

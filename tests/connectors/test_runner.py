@@ -216,3 +216,24 @@ def test_status_database_down_does_not_stop_ingest(store, tmp_path):
     report = ConnectorRunner(store, [FakeConnector("cura", ListStream("cura", 3, 3))],
                              status=status, retry=FAST).run_once()
     assert report.ok and report.stored == 3
+
+
+def test_a_status_table_of_an_earlier_version_gets_the_new_columns(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the table as the first release made it (no backlog)
+        conn.exec_driver_sql(
+            "CREATE TABLE glasplade_connector_status (connector VARCHAR(64) PRIMARY KEY, breaker"
+            " VARCHAR(16) NOT NULL, last_run_at DATETIME, last_success_at DATETIME,"
+            " last_error_at DATETIME, last_error TEXT, consecutive_failures INTEGER NOT NULL,"
+            " newest_occurred_at DATETIME, cursor_advanced_at DATETIME, events_stored BIGINT"
+            " NOT NULL, duplicates BIGINT NOT NULL, dead_letters BIGINT NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO glasplade_connector_status VALUES ('cura', 'closed',"
+                             " NULL, NULL, NULL, NULL, 0, NULL, NULL, 7, 0, 0)")
+    engine.dispose()
+    status = StatusStore(url)
+    assert status.get("cura").events_stored == 7 and status.get("cura").backlog is None
+    status.save(status.get("cura").updated(backlog=3))
+    assert StatusStore(url).get("cura").backlog == 3
