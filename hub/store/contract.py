@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -230,9 +231,38 @@ def probe_sample(keys: Sequence[EventKey], edge: int = PROBE_EDGE) -> list[int] 
     and, if the index finds a stored key anyway, rolls back and dedupes key by key.
     """
     n = len(keys)
-    if len(fresh_indexes(keys, ())) < n:
+    if len({k[3] for k in keys}) < n:  # a source key repeated within the batch
         return None
     if not edge:
         return []
     return sorted({*range(min(edge, n)), *range(max(0, n - edge), n),
                    *range(0, n, max(1, n // edge))})
+
+
+def write_new_rows(batch: RowBatch, *, small_batch: int, probe_edge: int,
+                   stored: Callable[[list[bytes]], Collection[bytes]],
+                   write: Callable[[list[int]], None],
+                   savepoint: Callable[[], AbstractContextManager[object]],
+                   conflict: type[Exception]) -> list[int]:
+    """Write the rows of ``batch`` whose facts are not stored yet; returns their indexes.
+
+    The one dedupe procedure of every backend, which supplies the database's parts:
+    ``stored(source_keys)`` (those of the keys already stored), ``write(indexes)``, a
+    ``savepoint()`` context that rolls back what was written in it on error, and the
+    unique-index error ``conflict``. A large batch that looks new (``probe_sample``) is written
+    whole under the savepoint; a conflict there, a small batch, or a sample that finds a stored
+    key makes it look every key up and write only the new rows."""
+    keys = batch.keys
+    sample = probe_sample(keys, probe_edge) if len(keys) > small_batch else None
+    if sample is not None and not (sample and stored([keys[i].source_key for i in sample])):
+        every = list(range(len(keys)))
+        try:
+            with savepoint():
+                write(every)
+            return every
+        except conflict:
+            pass
+    fresh = fresh_indexes(keys, stored([k.source_key for k in keys]))
+    if fresh:
+        write(fresh)
+    return fresh

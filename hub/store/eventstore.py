@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,16 +36,30 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _GcPauses:
+    """How many threads are inside ``gc_paused`` and whether collection was on before."""
+
+    lock = threading.Lock()
+    depth = 0
+    was_enabled = True
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block (restored after, also on error)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    """No cyclic garbage collection inside the block. Threads may overlap: collection resumes
+    when the last block ends (and only if it was on before the first began)."""
+    with _GcPauses.lock:
+        if _GcPauses.depth == 0:
+            _GcPauses.was_enabled = gc.isenabled()
+            gc.disable()
+        _GcPauses.depth += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _GcPauses.lock:
+            _GcPauses.depth -= 1
+            if _GcPauses.depth == 0 and _GcPauses.was_enabled:
+                gc.enable()
 
 
 class EventStore:

@@ -29,9 +29,8 @@ from hub.store.contract import (
     StoredDeadLetter,
     StoredRow,
     StoreError,
-    fresh_indexes,
     next_versions,
-    probe_sample,
+    write_new_rows,
 )
 
 _COLUMNS = ("originator_id", "originator_version", "topic", "state", "source_system",
@@ -148,13 +147,14 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
             # the sequence in write order) commit in order.
             self._lock_table(cur)
             self._notify_channel(cur)
-            fresh = self._write_if_all_new(cur, batch, recorded_at)
-            if fresh is None:
-                keys = batch.keys
-                cur.execute(self._existing_keys, ([k.source_key for k in keys],))
-                fresh = fresh_indexes(keys, [bytes(k) for (k,) in _tuples(cur.fetchall())])
-                if fresh:
-                    self._write(cur, batch, fresh, recorded_at)
+            def stored_keys(source_keys: list[bytes]) -> set[bytes]:
+                cur.execute(self._existing_keys, (source_keys,))
+                return {bytes(k) for (k,) in _tuples(cur.fetchall())}
+
+            fresh = write_new_rows(
+                batch, small_batch=self.small_batch, probe_edge=self.probe_edge,
+                stored=stored_keys, write=lambda rows: self._write(cur, batch, rows, recorded_at),
+                savepoint=cur.connection.transaction, conflict=psycopg.errors.UniqueViolation)
             if fresh:
                 stored = len(fresh)
                 cur.execute(self._last_position)
@@ -173,26 +173,6 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
                 [(d.source_system, d.source_record_id, d.reason, d.raw, d.raw_key, recorded_at)
                  for d in dead_letters])
         return AppendOutcome(stored, len(batch) - stored, len(dead_letters), last)
-
-    def _write_if_all_new(self, cur: Any, batch: RowBatch, recorded_at: datetime
-                          ) -> list[int] | None:
-        """A large batch that looks new written without a look-up per key (``probe_sample``).
-        Returns the rows written, or None when it did not write."""
-        keys = batch.keys
-        sample = probe_sample(keys, self.probe_edge) if len(keys) > self.small_batch else None
-        if sample is None:
-            return None
-        if sample:
-            cur.execute(self._existing_keys, ([keys[i].source_key for i in sample],))
-            if cur.fetchall():
-                return None
-        fresh = list(range(len(keys)))
-        try:
-            with cur.connection.transaction():
-                self._write(cur, batch, fresh, recorded_at)
-        except psycopg.errors.UniqueViolation:
-            return None
-        return fresh
 
     def _write(self, cur: Any, batch: RowBatch, fresh: list[int], recorded_at: datetime) -> None:
         """Fresh rows straight into the events table, numbered after their streams' heads: plain

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -26,9 +27,8 @@ from hub.store.contract import (
     StoredDeadLetter,
     StoredRow,
     StoreError,
-    fresh_indexes,
     next_versions,
-    probe_sample,
+    write_new_rows,
 )
 
 _CHUNK = 900  # host parameters per IN (...) list, well under SQLite's limit
@@ -128,16 +128,30 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
     def _append(self, c: Any, t: str, batch: RowBatch, cursors: Sequence[CursorUpdate],
                 dead_letters: Sequence[DeadLetter], recorded_at: str | None) -> AppendOutcome:
         keys = batch.keys
-        fresh = self._write_if_all_new(c, t, batch, recorded_at)
-        if fresh is None:
-            stored: list[bytes] = []
-            for chunk in _chunks([k.source_key for k in keys]):
+
+        def stored_keys(source_keys: list[bytes]) -> set[bytes]:
+            found: set[bytes] = set()
+            for chunk in _chunks(source_keys):
                 c.execute(f"SELECT source_key FROM {t} WHERE source_key IN "
                           f"({','.join('?' * len(chunk))})", chunk)
-                stored.extend(row[0] for row in c.fetchall())
-            fresh = fresh_indexes(keys, stored)
-            if fresh:
-                self._write(c, t, batch, fresh, recorded_at)
+                found.update(row[0] for row in c.fetchall())
+            return found
+
+        @contextmanager
+        def savepoint() -> Iterator[None]:
+            c.execute("SAVEPOINT glasplade_append")
+            try:
+                yield
+            except BaseException:
+                c.execute("ROLLBACK TO glasplade_append")
+                c.execute("RELEASE glasplade_append")
+                raise
+            c.execute("RELEASE glasplade_append")
+
+        fresh = write_new_rows(
+            batch, small_batch=self.small_batch, probe_edge=self.probe_edge,
+            stored=stored_keys, write=lambda rows: self._write(c, t, batch, rows, recorded_at),
+            savepoint=savepoint, conflict=sqlite3.IntegrityError)
         last = None
         if fresh:
             c.execute(f"SELECT max(rowid) FROM {t}")
@@ -156,31 +170,6 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
                 [(d.source_system, d.source_record_id, d.reason, d.raw, d.raw_key, recorded_at)
                  for d in dead_letters])
         return AppendOutcome(len(fresh), len(keys) - len(fresh), len(dead_letters), last)
-
-    def _write_if_all_new(self, c: Any, t: str, batch: RowBatch, recorded_at: str | None
-                          ) -> list[int] | None:
-        """A large batch that looks new written without a look-up per key (``probe_sample``).
-        Returns the rows written, or None when it did not write."""
-        keys = batch.keys
-        sample = probe_sample(keys, self.probe_edge) if len(keys) > self.small_batch else None
-        if sample is None:
-            return None
-        if sample:
-            probe = [keys[i].source_key for i in sample]
-            c.execute(f"SELECT 1 FROM {t} WHERE source_key IN ({','.join('?' * len(probe))})"
-                      " LIMIT 1", probe)
-            if c.fetchall():
-                return None
-        fresh = list(range(len(keys)))
-        c.execute("SAVEPOINT glasplade_append")
-        try:
-            self._write(c, t, batch, fresh, recorded_at)
-        except sqlite3.IntegrityError:
-            c.execute("ROLLBACK TO glasplade_append")
-            c.execute("RELEASE glasplade_append")
-            return None
-        c.execute("RELEASE glasplade_append")
-        return fresh
 
     def _write(self, c: Any, t: str, batch: RowBatch, fresh: list[int], recorded_at: str | None
                ) -> None:
