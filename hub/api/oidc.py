@@ -162,29 +162,28 @@ class OidcClient:
             return self._key_for(token, refresh=True)
         raise OidcError(f"OIDC: no key {kid!r} in the provider's JWKS")
 
-    def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+    def _decode(self, token: str, audience: str, require: list[str], what: str
+                ) -> dict[str, Any]:
+        """A JWT signed with one of the provider's keys, from its issuer, for ``audience``."""
         try:
-            key = self._key_for(id_token)
-            claims = jwt.decode(id_token, key=key, algorithms=["RS256", "ES256", "PS256"],
-                                audience=self.config.client_id, issuer=self.config.issuer,
-                                options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+            return jwt.decode(token, key=self._key_for(token),
+                              algorithms=["RS256", "ES256", "PS256"], audience=audience,
+                              issuer=self.config.issuer, options={"require": require})
         except jwt.PyJWTError as exc:
-            raise OidcError(f"OIDC: ID token rejected: {exc}") from exc
+            raise OidcError(f"OIDC: {what} rejected: {exc}") from exc
+
+    def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        claims = self._decode(id_token, self.config.client_id,
+                              ["exp", "iat", "iss", "aud", "sub"], "ID token")
         if claims.get("nonce") != nonce:
             raise OidcError("OIDC: ID token nonce does not match the login request")
         return claims
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
-        """The claims of a bearer token the API may accept: signed with one of the provider's
-        keys, from its issuer, for the API's audience, not expired."""
-        try:
-            key = self._key_for(token)
-            return jwt.decode(token, key=key, algorithms=["RS256", "ES256", "PS256"],
-                              audience=self.config.api_audience or self.config.client_id,
-                              issuer=self.config.issuer,
-                              options={"require": ["exp", "iss", "aud", "sub"]})
-        except jwt.PyJWTError as exc:
-            raise OidcError(f"OIDC: bearer token rejected: {exc}") from exc
+        """The claims of a bearer token the API may accept: as an ID token, for the API's
+        audience, not expired."""
+        return self._decode(token, self.config.api_audience or self.config.client_id,
+                            ["exp", "iss", "aud", "sub"], "bearer token")
 
     def user_from_claims(self, claims: dict[str, Any], directory: UserDirectory) -> User:
         c = self.config

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from hub.api.deps import check_csrf, csrf_token, current_user, get_ctx
-from hub.api.errors import ApiError
+from hub.api.errors import ApiError, forbidden
 from hub.domain.access import User
 from hub.targets import queries, writeback
 from hub.targets.cadence import load_cadences
@@ -41,7 +41,8 @@ MI_TITLES = {
 
 
 def _parts(request: Request) -> dict[str, Any]:
-    """Projections, rules and templates, built once per app."""
+    """Projections (their tables created) and templates, built once per app. The rule file is
+    read per request, so an edited file shows without a restart (as the nightly run reads it)."""
     state = request.app.state
     if not hasattr(state, "targets"):
         from projections.management import ManagementProjection
@@ -52,8 +53,13 @@ def _parts(request: Request) -> dict[str, Any]:
                                       ctx.templates.env.loader])
         env = jinja2.Environment(loader=loader, autoescape=True)
         env.globals.update(ctx.templates.env.globals)
-        state.targets = {"tg": TargetGroupsProjection(key_of), "mi": ManagementProjection(key_of),
-                         "templates": Jinja2Templates(env=env)}
+        tg, mi = TargetGroupsProjection(key_of), ManagementProjection(key_of)
+        # the pages read these tables before the projections may have run
+        engine = ctx.service.engine
+        tg.metadata.create_all(engine)
+        mi.metadata.create_all(engine)
+        writeback.create_tables(engine)
+        state.targets = {"tg": tg, "mi": mi, "templates": Jinja2Templates(env=env)}
     return state.targets
 
 
@@ -72,8 +78,7 @@ def _page(request: Request, template: str, user: User, **context: Any) -> HTMLRe
 
 def _require(request: Request, user: User, capability: str) -> None:
     if not get_ctx(request).service.capable(user, capability):
-        raise ApiError(403, "forbidden", f"needs {capability}",
-                       "Du har ikke adgang til denne side.")
+        raise forbidden(f"needs {capability}", "Du har ikke adgang til denne side.")
 
 
 def _conn(request: Request):  # noqa: ANN202
@@ -88,13 +93,7 @@ def target_groups(request: Request, user: Annotated[User, Depends(current_user)]
     tg = _parts(request)["tg"]
     rule = next((r for r in rules.rules if r.rule_id == regel), rules.rules[0]
                 if rules.rules else None)
-    engine = get_ctx(request).service.engine
-    tg.metadata.create_all(engine)
-    writeback.create_tables(engine)
     with _conn(request) as conn:
-        counts = {}
-        for rule_id, _, n in queries.counts_by_rule_and_unit(conn, tg):
-            counts[rule_id] = counts.get(rule_id, 0) + n
         units = sorted({u for r_id, u, _ in queries.counts_by_rule_and_unit(conn, tg)
                         if rule and r_id == rule.rule_id})
         rows = queries.match_list(conn, tg, rule.rule_id, enhed or None, 200) if rule else []
@@ -129,8 +128,8 @@ def approve(request: Request, user: Annotated[User, Depends(current_user)],
     """A leader approves planned write-back commands (markings, pathway cases)."""
     check_csrf(request, csrf)
     if not user.has("leader"):
-        raise ApiError(403, "forbidden", "only leaders approve write-back",
-                       "Kun ledere kan godkende tilbageskrivning.")
+        raise forbidden("only leaders approve write-back",
+                        "Kun ledere kan godkende tilbageskrivning.")
     with get_ctx(request).service.engine.begin() as conn:
         writeback.approve(conn, kommando, user.user_id, datetime.now(UTC))
     return RedirectResponse("/maalgrupper", status_code=303)
@@ -148,7 +147,6 @@ def management(request: Request, user: Annotated[User, Depends(current_user)],
         raise ApiError(400, "bad-date", "from/to are not dates",
                        "Datoer skrives ÅÅÅÅ-MM-DD.") from None
     mi = _parts(request)["mi"]
-    mi.metadata.create_all(get_ctx(request).service.engine)
     with _conn(request) as conn:
         tables = [(MI_TITLES[name], REPORTS[name](conn, mi, f)) for name in MI_TITLES]
     return _page(request, "management.html", user, tables=tables, f=f, unit=enhed)
