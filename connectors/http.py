@@ -2,9 +2,9 @@
 backoff, timeouts and auth; a stream only knows its path, how to parse a page and the next page).
 
 Errors are translated at this edge: transport errors, timeouts, 5xx and 429 become
-``SourceUnavailable`` after a few quick retries; 401/403, or a redirect (how a SAML-protected
-system such as DUBU sends an expired session to its identity provider; the API itself never
-redirects), make the auth log in again once, and a second refusal becomes
+``SourceUnavailable`` after a few quick retries; 401/403 (and, for a client with
+``redirect_means_login``, a redirect: how a SAML-protected system such as DUBU sends an expired
+session to its identity provider) make the auth log in again once, and a second refusal becomes
 ``AuthenticationFailed``. Other 4xx raise ``RequestRejected``.
 """
 
@@ -152,6 +152,8 @@ class HttpClient:
     headers: dict[str, str] = field(default_factory=dict)
     transport: httpx.BaseTransport | None = None
     requests: int = 0
+    redirect_means_login: bool = False
+    """A 3xx answer is the login page of an expired session (SAML service providers)."""
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.base_url.rstrip("/") + "/", timeout=self.timeout,
@@ -182,11 +184,11 @@ class HttpClient:
 
     def _send_authenticated(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         r = self._send(method, path, **kwargs)
-        if _session_refused(r):
+        if self._session_refused(r):
             # The token or session expired or was revoked: log in again once, then give up.
             self.auth.invalidate()
             r = self._send(method, path, **kwargs)
-            if _session_refused(r):
+            if self._session_refused(r):
                 raise AuthenticationFailed(
                     f"{method} {_where(r.request.url)} refused ({r.status_code}) after a fresh "
                     "login")
@@ -196,6 +198,10 @@ class HttpClient:
             raise RequestRejected(f"{method} {_where(r.request.url)} answered {r.status_code}: "
                                   f"{r.text[:200]}", r.status_code)
         return r
+
+    def _session_refused(self, r: httpx.Response) -> bool:
+        """401/403, or for a SAML-protected system a redirect to its login page."""
+        return r.status_code in (401, 403) or (self.redirect_means_login and r.is_redirect)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -240,8 +246,3 @@ class HttpClient:
                                                 json=req.json))
             yield page
             req = next_page(req, page)
-
-
-def _session_refused(r: httpx.Response) -> bool:
-    """401/403, or a redirect (to a login page) where an API answer was expected."""
-    return r.status_code in (401, 403) or r.is_redirect

@@ -5,6 +5,8 @@ Each ``ConnectorMetrics`` has its own registry, so several runners (tests) never
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from connectors.status import ConnectorStatus
@@ -55,6 +57,9 @@ class ConnectorMetrics:
     def status(self, s: ConnectorStatus) -> None:
         if s.backlog is not None:
             self.backlog.labels(s.connector).set(s.backlog)
+        else:  # unknown now: no stale figure
+            with contextlib.suppress(KeyError):
+                self.backlog.remove(s.connector)
         lag = s.lag_seconds()
         if lag is not None:
             self.lag.labels(s.connector).set(lag)

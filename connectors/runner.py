@@ -153,6 +153,7 @@ class ConnectorRunner:
             return report
         newest = status.newest_occurred_at
         advanced = status.cursor_advanced_at
+        source_down = False
         try:
             for stream in connector.streams():
                 n, stream_newest, stream_advanced = self._run_stream_with_retry(
@@ -164,6 +165,7 @@ class ConnectorRunner:
             kind = ("source_unavailable" if isinstance(exc, SourceUnavailable)
                     else "authentication" if isinstance(exc, AuthenticationFailed) else "error")
             report.error = f"{kind}: {exc}"
+            source_down = kind != "error"
             breaker.failure()
             if self.metrics:
                 self.metrics.failure(connector.name, kind)
@@ -180,7 +182,9 @@ class ConnectorRunner:
                      batches=report.batches)
         self._record(status.updated(
             breaker=breaker.state, last_run_at=started, newest_occurred_at=newest,
-            cursor_advanced_at=advanced, backlog=self._backlog(connector),
+            cursor_advanced_at=advanced,
+            # after the source's own failure, asking it for its backlog would only wait again
+            backlog=None if source_down else self._backlog(connector),
             events_stored=status.events_stored + report.stored,
             duplicates=status.duplicates + report.duplicates,
             dead_letters=status.dead_letters + report.dead_letters), report)
@@ -228,7 +232,10 @@ class ConnectorRunner:
                                        len(batch.dead_letters))
 
     def _backlog(self, connector: Connector) -> int | None:
-        """What the source still holds for this connector after the pass (None: unknown)."""
+        """What the source still holds for this connector after a pass that read all it could
+        (None: unknown, or the connector cannot say)."""
+        if type(connector).backlog is Connector.backlog:
+            return None
         try:
             return connector.backlog(self.store.cursors(connector.name))
         except Exception as exc:  # the source or the store is down: the pass said so already

@@ -28,10 +28,8 @@ status_table = sa.Table(
     sa.Column("events_stored", sa.BigInteger, nullable=False, default=0),
     sa.Column("duplicates", sa.BigInteger, nullable=False, default=0),
     sa.Column("dead_letters", sa.BigInteger, nullable=False, default=0),
-    sa.Column("backlog", sa.BigInteger),
+    sa.Column("backlog", sa.BigInteger),  # added later: nullable, so an ALTER can add it
 )
-#: Columns added after the table first shipped: (name, SQL type), added where missing.
-_ADDED = (("backlog", "BIGINT"),)
 
 
 @dataclass(frozen=True)
@@ -99,20 +97,21 @@ class StatusStore:
             self._add_columns()
 
     def _add_columns(self) -> None:
-        """Bring a table made by an earlier version up to date (columns are only added)."""
-        for name, sql_type in _ADDED:
-            if name in self._columns():
+        """Bring a table made by an earlier version up to date (columns are only added, and
+        are nullable)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(status_table.name)}
+        for column in status_table.columns:
+            if column.name in have:
                 continue
+            sql_type = column.type.compile(self.engine.dialect)
             try:
                 with self.engine.begin() as conn:
-                    conn.exec_driver_sql(
-                        f"ALTER TABLE {status_table.name} ADD COLUMN {name} {sql_type}")
-            except sa.exc.DBAPIError:
-                if name not in self._columns():  # not another process adding it first
+                    conn.exec_driver_sql(f"ALTER TABLE {status_table.name} ADD COLUMN"
+                                         f" {column.name} {sql_type}")
+            except sa.exc.DBAPIError:  # another process added it first, or a real failure
+                if column.name not in {c["name"] for c in sa.inspect(self.engine).get_columns(
+                        status_table.name)}:
                     raise
-
-    def _columns(self) -> set[str]:
-        return {c["name"] for c in sa.inspect(self.engine).get_columns(status_table.name)}
 
     def save(self, status: ConnectorStatus) -> None:
         values = asdict(status)

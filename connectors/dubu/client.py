@@ -6,6 +6,7 @@ Transport, retries and the 401 -> log in again -> retry cycle are ``connectors.h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -66,7 +67,9 @@ def odata_query(params: dict[str, Any]) -> str:
                     if v is not None)
 
 
+@dataclass
 class DubuClient(HttpClient):
+    redirect_means_login: bool = True  # an expired SAML session is sent to the IdP login
     def sag_page(self, skip: int, top: int, filter_: str | None = None) -> dict[str, Any]:
         query = odata_query({
             "$format": "application/json;odata.metadata=none", "$count": "true",

@@ -188,18 +188,24 @@ def start_simulators(municipality, fault_config=None, only: list[str] | None = N
     from connectors import registry
 
     started, failed = [], {}
-    for name in only or registry.names():
-        sim = None
-        try:
-            sim = registry.simulator_factory(name)(municipality, fault_config)
-            sim.start()
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, the others go on
-            failed[name] = f"{type(exc).__name__}: {exc}"
-            if sim is not None:
-                with contextlib.suppress(Exception):
-                    sim.stop()
-            continue
-        started.append(sim)
+    try:
+        for name in only or registry.names():
+            sim = None
+            try:
+                sim = registry.simulator_factory(name)(municipality, fault_config)
+                sim.start()
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, the others go on
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                if sim is not None:
+                    with contextlib.suppress(Exception):
+                        sim.stop()
+                continue
+            started.append(sim)
+    except BaseException:  # Ctrl-C while starting: the caller never gets the list to stop
+        for sim in started:
+            with contextlib.suppress(Exception):
+                sim.stop()
+        raise
     return started, failed
 
 

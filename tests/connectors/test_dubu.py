@@ -272,5 +272,5 @@ def test_simulated_dubu_ids_are_unique_per_kind():
     ids = [a.action_id for c in m.cases if c.system == "dubu" for a in c.actions]
     assert len(ids) > 5000
     assert len({_int_id(i, 10_000_000) for i in ids}) == len(set(ids))
-    others = ["new-1", "new-2", "ny aktivitet", "d1", "e1", "D1"]
+    others = ["new-1", "new-2", "ny aktivitet", "d1", "d01", "e1", "D1", "d00000001"]
     assert len({_int_id(i, 10_000_000) for i in others}) == len(others)

@@ -22,13 +22,14 @@ from hub.synthetic.model import Case, CaseAction, Municipality
 
 SYSTEM = "dubu"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_LETTER_DIGITS = re.compile(r"([A-Za-z])(\d+)")
+_LETTER_DIGITS = re.compile(r"([A-Za-z])(\d{8})")  # the synthetic model's fixed-width ids
 
 
 def _int_id(value: str, space: int) -> int:
-    """DUBU ids are integers, unique per kind: numeric model ids are kept; a letter and digits
-    (the synthetic model's ``d00000123``) map one-to-one into ``space``; any other id gets a
-    stable 53-bit number (a collision would merge two records, so no short hash here)."""
+    """DUBU ids are integers, unique per kind: numeric model ids are kept; a letter and eight
+    digits (the synthetic model's ``d00000123``) map one-to-one into ``space`` (above any numeric
+    model id of the kind); any other id gets a stable 53-bit number (a collision would merge two
+    records, so no short hash here)."""
     if value.isdigit():
         return int(value)
     match = _LETTER_DIGITS.fullmatch(value)
