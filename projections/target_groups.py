@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +29,6 @@ RELATION_REMOVED = frozenset({"removed", "ended", "deleted"})
 _MATCH_EVENTS = frozenset({"TargetGroupMatchStarted", "TargetGroupMatchEnded"})
 #: CaseActionRecorded.action_type of a meeting (its subtype is the meeting type).
 MEETING_ACTION = "meeting"
-_CHUNK = 500  # keys per IN (...) list
 
 KeyOf = Callable[[str], str]
 _TS = sa.DateTime(timezone=True)
@@ -89,7 +87,7 @@ class TargetGroupsProjection(Projection):
 
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""
-        self.key_of = lru_cache(maxsize=65536)(person_key_of)
+        self.key_of = person_key_of  # the store's pseudonymizer caches its keys
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:

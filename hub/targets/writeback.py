@@ -278,6 +278,10 @@ def _desired(rule: r.Rule, m: r.Match, on: date, start: bool) -> list[tuple[Comm
                 f"SetOtherSystemMarking:{m.rule_id}:{m.subject}:{stamp}:"
                 f"{_digest(text, persons)}", m.rule_id, m.subject, wb.other_system_marking,
                 external_key(m.rule_id, m.subject), text, persons, on), wb.mode))
+        elif not start:  # still matched, but the line is no longer true: take it down
+            out.append((EndOtherSystemMarking(
+                f"EndOtherSystemMarking:{m.rule_id}:{m.subject}:{stamp}", m.rule_id, m.subject,
+                wb.other_system_marking, external_key(m.rule_id, m.subject), on), wb.mode))
     return out
 
 

@@ -290,6 +290,20 @@ def test_other_system_marking_is_configured_per_rule():
     assert odense.rule("odense-buf-bsf-family").write_back.other_system_marking == "fasit"
 
 
+def test_a_continuing_match_whose_other_system_line_is_no_longer_true_ends_it():
+    rs = load_rule_text(RULE + 'other_system_marking = "fasit"\n')
+    both = r.Match("a", "1", "S", "S", ("case:fasit:F-1", "case:dubu:D-1"))
+    only_fasit = dataclasses.replace(both, evidence=("case:fasit:F-1", "case:fasit:F-2"))
+    on = datetime(2026, 3, 1, tzinfo=UTC).date()
+    kinds = [type(c).__name__ for c, _ in wb.plan(rs, [], [], on, {("a", "S"): both})]
+    assert kinds == ["SetOtherSystemMarking"]
+    ended = [c for c, _ in wb.plan(rs, [], [], on, {("a", "S"): only_fasit})]
+    assert [type(c).__name__ for c in ended] == ["EndOtherSystemMarking"]
+    assert ended[0].system == "fasit" and ended[0].subject == "S"
+    # a new match without a line to write plans nothing
+    assert wb.plan(rs, [only_fasit], [], on, {}) == []
+
+
 def test_fasit_simulator_replaces_all_note_fields(fam):
     sims, child, parent, engine = fam
     cid = sims.citizen(parent)
