@@ -152,7 +152,11 @@ class Backend:
         else:
             self.made += 1
             path = self.tmp / f"db{self.made}.sqlite"
-            yield f"sqlite:///{path}", str(path)
+            try:
+                yield f"sqlite:///{path}", str(path)
+            finally:  # a measurement's file is not needed after it (hundreds of MB each)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def measure(backend: Backend, events, rows, avro_path: Path, batch: int, repeat: int) -> None:
@@ -215,7 +219,11 @@ def main() -> None:
         avro_path = Path(tmp) / "events.avro"
         write_avro(avro_path, events, schemas.default())
         with Timer() as t:
-            rows = raw_rows(make_store(f"sqlite:///{tmp}/rows.db"), events)
+            sealer = make_store(f"sqlite:///{tmp}/rows.db")
+            try:
+                rows = raw_rows(sealer, events)
+            finally:
+                sealer.close()
         print(f"sealed them as the store's rows in {t.seconds:.1f} s (for the baselines)")
         for name in ("postgresql", "sqlite"):
             if args.only in (None, name.removesuffix("ql")):

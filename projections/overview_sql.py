@@ -13,7 +13,7 @@ drop them, and PostgreSQL would then plan all eight statements again for every o
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,14 +89,11 @@ def fetch(conn: sa.Connection, person_key: str) -> dict[str, list[dict[str, Any]
     raw = conn.connection.dbapi_connection
     own = (not conn.in_transaction()
            and raw.info.transaction_status == TransactionStatus.IDLE)
-    cursors = []
-    with raw.pipeline(), (raw.transaction() if own else nullcontext()):
-        for name, sql in compiled:
-            cur = raw.cursor(row_factory=dict_row)
-            cur.execute(sql, params)
-            cursors.append((name, cur))
-    out = {}
-    for name, cur in cursors:
-        out[name] = cur.fetchall()
-        cur.close()
-    return out
+    with ExitStack() as cursors:
+        results = []
+        with raw.pipeline(), (raw.transaction() if own else nullcontext()):
+            for name, sql in compiled:
+                cur = cursors.enter_context(raw.cursor(row_factory=dict_row))
+                cur.execute(sql, params)
+                results.append((name, cur))
+        return {name: cur.fetchall() for name, cur in results}

@@ -289,22 +289,26 @@ def _shape(rule: r.Rule) -> r.Rule:
 def _execute(conn: sa.Connection, plan: Plan) -> list[tuple[str, str, str]]:
     """Run a plan; rows as (subject, group key, items), the items columns joined and a row of
     several subjects (a household's people) split into one per subject."""
-    for table, select in plan.stages:
-        table.create(conn)
-        conn.execute(table.insert().from_select(list(table.columns.keys()), select))
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f'ANALYZE "{table.name}"')
-    rows = []
-    for subjects, group_key, *columns in conn.execute(plan.query).fetchall():
-        if not subjects:
-            continue
-        items = (columns[0] or "") if len(columns) == 1 else SEP.join(filter(None, columns))
-        if SEP in subjects:
-            rows += [(s, group_key, items) for s in dict.fromkeys(subjects.split(SEP))]
-        else:
-            rows.append((subjects, group_key, items))
-    for table, _ in reversed(plan.stages):
-        table.drop(conn)
+    made = []
+    try:
+        for table, select in plan.stages:
+            table.create(conn)
+            made.append(table)
+            conn.execute(table.insert().from_select(list(table.columns.keys()), select))
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+        rows = []
+        for subjects, group_key, *columns in conn.execute(plan.query).fetchall():
+            if not subjects:
+                continue
+            items = (columns[0] or "") if len(columns) == 1 else SEP.join(filter(None, columns))
+            if SEP in subjects:
+                rows += [(s, group_key, items) for s in dict.fromkeys(subjects.split(SEP))]
+            else:
+                rows.append((subjects, group_key, items))
+    finally:  # also on failure: a pooled SQLite connection would keep them
+        for table in reversed(made):
+            table.drop(conn, checkfirst=True)
     return rows
 
 
