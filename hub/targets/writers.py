@@ -156,9 +156,10 @@ class ConnectorWriters:
                 changed = True
             for party in parties:
                 changed |= sbsys.add_party(sag["Id"], party)
-        sag = sbsys.find_case_by_key(cpr, external_key)
-        if sag is None:
-            raise LookupError("SBSYS does not find the case it just wrote")
+        if changed:  # read back what SBSYS now holds (its id, parties, status)
+            sag = sbsys.find_case_by_key(cpr, external_key)
+            if sag is None:
+                raise LookupError("SBSYS does not find the case it just wrote")
         if evidence:
             note = sbsys.add_journal_note(sag["Id"], EVIDENCE_HEADING, list(evidence),
                                           datetime.now(UTC), key=evidence_key)
@@ -170,10 +171,11 @@ class ConnectorWriters:
         sag = sbsys.find_case_by_key(cpr, external_key)
         if sag is None:
             return Written("", False)
-        was = (sag.get("SagsStatus") or {}).get("SagsTilstand")
+        if (sag.get("SagsStatus") or {}).get("SagsTilstand") == "Passiv":
+            return Written(str(sag["Id"]), False, self._pathway_events(sag))
         sbsys.passivate(sag["Id"])
         after = sbsys.find_case_by_key(cpr, external_key) or sag
-        return Written(str(sag["Id"]), was != "Passiv", self._pathway_events(after))
+        return Written(str(sag["Id"]), True, self._pathway_events(after))
 
     def close(self) -> None:
         if self.fasit is not None:
