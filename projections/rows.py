@@ -161,14 +161,21 @@ def _split(keys: list[Any], seen: SeenKeys) -> tuple[list[Any], list[Any]]:
     return maybe, fresh
 
 
-def _select_in(conn: sa.Connection, table: sa.Table, col: sa.Column, values: list[Any]
-               ) -> sa.Select:
-    """The rows whose ``col`` is one of ``values``: one array parameter on PostgreSQL (a
-    statement psycopg can keep prepared, no per-value placeholders), IN (...) elsewhere."""
+def key_chunks(conn: sa.Connection, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``items`` in slices of as many keys as one ``among`` condition takes."""
+    size = _PG_CHUNK if conn.dialect.name == "postgresql" else _CHUNK
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def among(conn: sa.Connection, column: sa.ColumnElement, keys: Sequence[Any]
+          ) -> sa.ColumnElement[bool]:
+    """``column`` is one of ``keys``: one array parameter on PostgreSQL (a statement psycopg
+    can keep prepared, no per-value placeholders), ``IN (...)`` elsewhere."""
     if conn.dialect.name == "postgresql":
-        return sa.select(table).where(col == sa.any_(sa.literal(
-            values, type_=postgresql.ARRAY(col.type))))
-    return sa.select(table).where(col.in_(values))
+        return column == sa.any_(sa.bindparam("keys", list(keys), unique=True,
+                                              type_=postgresql.ARRAY(column.type)))
+    return column.in_(keys)
 
 
 class RowCache:
@@ -232,12 +239,14 @@ class RowCache:
         wanted = sorted(set(values))
         if not wanted:
             return
-        for row in conn.execute(_select_in(conn, self.table, self.table.c[column], wanted)):
-            m = self._fix(dict(row._mapping))
-            key = m[self.key_column.name]
-            if key not in self._rows:
-                self._rows[key] = m
-                self._absent.discard(key)
+        col = self.table.c[column]
+        for chunk in key_chunks(conn, wanted):
+            for row in conn.execute(sa.select(self.table).where(among(conn, col, chunk))):
+                m = self._fix(dict(row._mapping))
+                key = m[self.key_column.name]
+                if key not in self._rows:
+                    self._rows[key] = m
+                    self._absent.discard(key)
 
     def _fix(self, m: dict[str, Any]) -> dict[str, Any]:
         for name in self._aware:
@@ -330,9 +339,8 @@ class KeyedRows:
             self._fresh.update(fresh)
             self._loaded.update(fresh)
         col = self.table.c[self.pk[0]]
-        size = _PG_CHUNK if conn.dialect.name == "postgresql" else _CHUNK
-        for i in range(0, len(wanted), size):
-            for r in conn.execute(_select_in(conn, self.table, col, wanted[i:i + size])):
+        for chunk in key_chunks(conn, wanted):
+            for r in conn.execute(sa.select(self.table).where(among(conn, col, chunk))):
                 row = dict(r._mapping)
                 key = tuple(row[c] for c in self.pk)
                 if key not in self._rows:

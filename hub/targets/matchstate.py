@@ -14,30 +14,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from hub.domain import events as ev
-from projections.rows import insert_many
+from projections.rows import among, insert_many, key_chunks
 
-_CHUNK = 500  # keys per IN (...) list (SQLite)
-_PG_CHUNK = 10000  # keys per = ANY(array) (PostgreSQL)
 Key = tuple[str, str]
-
-
-def key_chunks(conn: sa.Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    """``items`` in slices of as many keys as one ``among`` condition takes."""
-    size = _PG_CHUNK if conn.dialect.name == "postgresql" else _CHUNK
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-def among(conn: sa.Connection, column: sa.ColumnElement, keys: Sequence[str]
-           ) -> sa.ColumnElement[bool]:
-    """``column`` is one of ``keys``: one array parameter on PostgreSQL, ``IN`` on SQLite."""
-    if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam("keys", list(keys), unique=True,
-                                              type_=postgresql.ARRAY(sa.String)))
-    return column.in_(keys)
 
 
 def _rows_for(conn: sa.Connection, table: sa.Table, subjects: list[str]) -> list[dict]:

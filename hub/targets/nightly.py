@@ -24,7 +24,7 @@ from hub.store.eventstore import EventStore
 from hub.targets.compile import SEP, Found, Key, run_rules
 from hub.targets.feed import catch_up
 from hub.targets.identity import IdentityOverlap, find_identity_overlaps
-from hub.targets.matchstate import among, key_chunks
+from projections.rows import among, key_chunks
 from projections.target_groups import TargetGroupsProjection
 
 SOURCE = "glasplade"

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
+from projections.rows import among, key_chunks
 
 log = get_logger("glasplade.writeback")
 MAX_ATTEMPTS = 5
@@ -458,9 +459,9 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
     _md.create_all(conn)
     ids = [c.command_id for c, _ in planned]
     known: set[str] = set()
-    for i in range(0, len(ids), 500):
+    for chunk in key_chunks(conn, ids):
         known |= set(conn.execute(sa.select(WRITEBACK.c.command_id).where(
-            WRITEBACK.c.command_id.in_(ids[i:i + 500]))).scalars())
+            among(conn, WRITEBACK.c.command_id, chunk))).scalars())
     fresh = [(c, mode) for c, mode in planned if c.command_id not in known]
     history = _history(conn, {s for c, _ in fresh if (s := _slot(c)) is not None})
     rows, superseded = [], []
@@ -484,9 +485,9 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
                      "planned_at": now})
     if rows:
         conn.execute(WRITEBACK.insert(), rows)
-    for i in range(0, len(superseded), 500):
+    for chunk in key_chunks(conn, superseded):
         conn.execute(WRITEBACK.update().where(
-            WRITEBACK.c.command_id.in_(superseded[i:i + 500]),
+            among(conn, WRITEBACK.c.command_id, chunk),
             WRITEBACK.c.status.in_(PENDING)).values(status="superseded", decided_at=now))
     return len(rows)
 
