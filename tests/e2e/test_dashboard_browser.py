@@ -39,6 +39,18 @@ def login(page, base: str, user_id: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
+def auditor_log_of(page, base: str, auditor: str, cpr: str, name: str):
+    """Log out, log in as ``auditor`` and open the access log of the person ``cpr``/``name``;
+    the log's table."""
+    page.click("button:has-text('Log ud')")
+    login(page, base, auditor)
+    page.click("header >> text=Adgangslog")
+    page.fill("#al-q", cpr)
+    page.click("button:has-text('Vis')")
+    page.click(f"text={name}")
+    return page.get_by_test_id("access-log")
+
+
 def test_caseworker_consent_and_auditor(browser, live_server):
     from playwright.sync_api import expect
 
@@ -77,13 +89,7 @@ def test_caseworker_consent_and_auditor(browser, live_server):
     expect(page.get_by_test_id("timeline")).to_contain_text("Sag oprettet")
 
     # The auditor finds Anne's view of the mother in the access log.
-    page.click("button:has-text('Log ud')")
-    login(page, base, "rikke")
-    page.click("header >> text=Adgangslog")
-    page.fill("#al-q", world.mother_cpr)
-    page.click("button:has-text('Vis')")
-    page.click("text=Maja Glasmose")
-    log = page.get_by_test_id("access-log")
+    log = auditor_log_of(page, base, "rikke", world.mother_cpr, "Maja Glasmose")
     expect(log).to_contain_text("anne")
     views = log.locator("tr", has_text="anne").filter(has_text="overview")
     expect(views.filter(has_text="existence").first).to_be_visible()  # before the consent

@@ -20,7 +20,11 @@ from hub.targets import writeback as wb
 from projections.db import readmodel_engine
 from tests.api.world import populate
 from tests.e2e.conftest import LiveServer, running_server
-from tests.e2e.test_dashboard_browser import browser, login  # noqa: F401 (fixture)
+from tests.e2e.test_dashboard_browser import (  # noqa: F401 (fixture)
+    auditor_log_of,
+    browser,
+    login,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -165,13 +169,7 @@ def test_leader_list_explanation_approval_and_auditor(browser, targets_server): 
     expect(page.locator("button:has-text('Godkend valgte')")).to_have_count(0)
 
     # The auditor finds Lise's explanation view of the mother (and only that one) in the log.
-    page.click("button:has-text('Log ud')")
-    login(page, base, "rikke")
-    page.click("header >> text=Adgangslog")
-    page.fill("#al-q", world.mother_cpr)
-    page.click("button:has-text('Vis')")
-    page.click("text=Maja Glasmose")
-    log = page.get_by_test_id("access-log")
+    log = auditor_log_of(page, base, "rikke", world.mother_cpr, "Maja Glasmose")
     views = log.locator("tr", has_text="lise").filter(has_text="target-groups")
     expect(views).to_have_count(1)
     expect(views).to_contain_text("målgruppe-afklaring")
