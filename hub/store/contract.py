@@ -65,14 +65,13 @@ class RowBatch:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def rows(self, indexes: Sequence[int], chunk: int = 512) -> Iterator[tuple[int, EventRow]]:
-        """``(i, row)`` for each index in order, sealing ``chunk`` rows at a time."""
+    def sealed(self, indexes: Sequence[int], chunk: int = 512
+               ) -> Iterator[tuple[EventKey, bytes]]:
+        """``(keys[i], sealed state)`` for each index in order, sealing ``chunk`` at a time."""
         keys = self.keys
         for start in range(0, len(indexes), chunk):
             part = indexes[start:start + chunk]
-            for i, state in zip(part, self.seal(part), strict=True):
-                k = keys[i]
-                yield i, EventRow(k[0], k[1], state, k[2], k[3], k[4], k[5], k[6])
+            yield from zip([keys[i] for i in part], self.seal(part), strict=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +164,12 @@ class EventRecorder(ABC):
 
     @abstractmethod
     def person_rows(self, person_key: str) -> list[StoredRow]:
-        """Every row whose subject is the person, in global order (all their streams)."""
+        """Every row whose subject is the person, in global order (all their streams).
+
+        Backends keep a table of the streams that hold rows about each person (a row per
+        person and stream, written in the append's transaction with ``stream_persons``) rather
+        than an index entry per event: a stream has about five events, and an index entry for
+        each, at random places in the index, was a fifth of what an append cost the database."""
 
     @abstractmethod
     def max_position(self) -> int: ...
@@ -214,6 +218,12 @@ def next_versions(keys: Sequence[EventKey], fresh: Sequence[int], heads: dict[UU
         heads[oid] = v
         versions.append(v)
     return versions
+
+
+def stream_persons(keys: Sequence[EventKey], fresh: Sequence[int]) -> list[tuple[str, UUID]]:
+    """The (person, stream) pairs of the fresh rows that name a person, each once: what a
+    backend's stream persons table must hold for ``person_rows`` to find every row."""
+    return list(dict.fromkeys((keys[i][4], keys[i][0]) for i in fresh if keys[i][4] is not None))
 
 
 #: Rows at each end of a large batch (and as many spread between) probed before it is written

@@ -80,7 +80,8 @@ class EventStore:
     def to_rows(self, events: Sequence[ev.CanonicalEvent]) -> list[EventRow]:
         """Every event's sealed row (for tools that write rows themselves: benchmarks)."""
         batch = self.to_batch(events)
-        return [row for _, row in batch.rows(range(len(batch)))]
+        return [EventRow(k[0], k[1], state, *k[2:])
+                for k, state in batch.sealed(range(len(batch)))]
 
     def to_batch(self, events: Sequence[ev.CanonicalEvent]) -> RowBatch:
         """Pseudonymise and key a batch now; serialise and seal each event when the backend asks
@@ -88,15 +89,15 @@ class EventStore:
         person_key_of = self.pseudonymizer.person_key
         source_key_of = self.pseudonymizer.source_key
         keys = []
-        person_keys = []
+        add = keys.append
         for e in events:
             person_key = e.person_key
             if person_key is None and e.person is not None:
                 person_key = person_key_of(e.person)
-            person_keys.append(person_key)
-            keys.append(EventKey(
-                stream_id(stream_name(e.payload, case_key=e.case_key, person_key=person_key)),
-                type(e.payload).__name__, e.source_system,
+            payload = e.payload
+            add(EventKey(
+                stream_id(stream_name(payload, case_key=e.case_key, person_key=person_key)),
+                type(payload).__name__, e.source_system,
                 source_key_of(e.source_system, e.source_record_id, e.source_version),
                 person_key, e.case_key, e.occurred_at))
         dumps = orjson.dumps
@@ -106,6 +107,7 @@ class EventStore:
             plain = []
             for i in indexes:
                 e = events[i]
+                k = keys[i]
                 plain.append((dumps({
                     "event_id": e.event_id,
                     "schema_version": e.schema_version,
@@ -114,11 +116,11 @@ class EventStore:
                     "source_version": e.source_version,
                     "occurred_at": e.occurred_at,
                     "person": e.person,
-                    "person_key": person_keys[i],
+                    "person_key": k[4],
                     "case_key": e.case_key,
                     "actor": e.actor,
                     "payload": e.payload,
-                }), keys[i][0].bytes))
+                }), k[0].bytes))
             return seal_many(plain)
 
         return RowBatch(keys, seal)

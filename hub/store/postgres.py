@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composable, Identifier, Literal
 from psycopg.types.string import BytesBinaryDumper
 
 from hub.store.contract import (
@@ -30,6 +30,7 @@ from hub.store.contract import (
     StoredRow,
     StoreError,
     next_versions,
+    stream_persons,
     write_new_rows,
 )
 
@@ -63,7 +64,8 @@ def datastore_from_url(url: str, *, pool_size: int = 2, schema: str = "") -> Pos
 class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "glasplade_events",
                  cursors_table_name: str = "glasplade_cursors",
-                 dead_letters_table_name: str = "glasplade_dead_letters"):
+                 dead_letters_table_name: str = "glasplade_dead_letters",
+                 stream_persons_table_name: str = "glasplade_stream_persons"):
         super().__init__(datastore, events_table_name=events_table_name)
         self.small_batch = _SMALL_BATCH
         self.probe_edge = PROBE_EDGE
@@ -72,7 +74,13 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         self._t = SQL("{}.{}").format(s, t)
         self._cursors = SQL("{}.{}").format(s, Identifier(cursors_table_name))
         self._dead = SQL("{}.{}").format(s, Identifier(dead_letters_table_name))
-        idx = events_table_name
+        self._persons = SQL("{}.{}").format(s, Identifier(stream_persons_table_name))
+        #: The index of an earlier layout (one entry per event), replaced by the stream persons
+        #: table (one row per stream and person); ``create_tables`` migrates.
+        self._old_person_index = SQL("{}.{}").format(
+            s, Identifier(f"{events_table_name}_person_key_idx"))
+        self._old_person_index_name = (f"{self.datastore.schema or 'public'}."
+                                       f"{events_table_name}_person_key_idx")
         self.sql_create_statements[self.create_table_statement_index] = SQL(
             "CREATE TABLE IF NOT EXISTS {t} ("
             " originator_id uuid NOT NULL,"
@@ -88,14 +96,15 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
             " recorded_at timestamptz DEFAULT now(),"
             " PRIMARY KEY (originator_id, originator_version))"
         ).format(t=self._t)
-        for name, cols, where in (
-            ("source_key", "source_key", "source_key IS NOT NULL"),
-            ("person_key", "person_key", "person_key IS NOT NULL"),
-        ):
-            unique = "UNIQUE " if name == "source_key" else ""
-            self.sql_create_statements.append(SQL(
-                "CREATE " + unique + "INDEX IF NOT EXISTS {i} ON {t} (" + cols + ") WHERE " + where
-            ).format(i=Identifier(f"{idx}_{name}_idx"), t=self._t))
+        self.sql_create_statements.append(SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (source_key)"
+            " WHERE source_key IS NOT NULL"
+        ).format(i=Identifier(f"{events_table_name}_source_key_idx"), t=self._t))
+        # Which streams hold events about a person: a row per (person, stream), written with the
+        # stream's first event about the person, instead of an index entry per event.
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {p} (person_key text NOT NULL, originator_id uuid NOT NULL,"
+            " PRIMARY KEY (person_key, originator_id))").format(p=self._persons))
         self.sql_create_statements.append(SQL(
             "CREATE TABLE IF NOT EXISTS {c} (connector text NOT NULL, stream text NOT NULL,"
             " position text NOT NULL, updated_at timestamptz NOT NULL,"
@@ -117,6 +126,10 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
                                 + ", ".join(["%s"] * len(_COLUMNS)) + ")").format(t=self._t)
         self._copy_rows = SQL("COPY {t} (" + ", ".join(_COLUMNS) + ") FROM STDIN (FORMAT BINARY)"
                               ).format(t=self._t)
+        self._add_stream_persons = SQL(
+            "INSERT INTO {p} (person_key, originator_id)"
+            " SELECT * FROM unnest(%b::text[], %b::uuid[]) ON CONFLICT DO NOTHING"
+        ).format(p=self._persons)
         self._last_position = SQL("SELECT currval(pg_get_serial_sequence({t}, 'notification_id'))"
                                   ).format(t=Literal(f"{self.datastore.schema or 'public'}."
                                                      f"{events_table_name}"))
@@ -126,8 +139,24 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
     def create_tables(self) -> None:
         try:
             self.create_table()
+            self._migrate_person_index()
         except (psycopg.Error, PersistenceError) as exc:
             raise StoreError(f"cannot create the event store tables: {exc}") from exc
+
+    def _migrate_person_index(self) -> None:
+        """A store of the earlier layout (a person index entry per event) gets its stream
+        persons rows from its events and loses the index, in one transaction under the
+        writers' lock: a crash leaves the earlier layout, which the next start migrates."""
+        with self.datastore.transaction(commit=True) as cur:
+            cur.execute(SQL("SELECT to_regclass({})").format(Literal(self._old_person_index_name)))
+            if _tuples(cur.fetchall())[0][0] is None:
+                return
+            self._lock_table(cur)
+            cur.execute(SQL(
+                "INSERT INTO {p} (person_key, originator_id) SELECT DISTINCT person_key,"
+                " originator_id FROM {t} WHERE person_key IS NOT NULL ON CONFLICT DO NOTHING"
+            ).format(p=self._persons, t=self._t))
+            cur.execute(SQL("DROP INDEX IF EXISTS {}").format(self._old_person_index))
 
     def append(self, batch: RowBatch, cursors: Sequence[CursorUpdate],
                dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
@@ -177,30 +206,35 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
     def _write(self, cur: Any, batch: RowBatch, fresh: list[int], recorded_at: datetime) -> None:
         """Fresh rows straight into the events table, numbered after their streams' heads: plain
         INSERTs for a few (no COPY set-up), binary COPY for more. COPY streams: the server inserts
-        and indexes one chunk of rows while this process seals the next (``batch.rows`` seals
+        and indexes one chunk of rows while this process seals the next (``batch.sealed`` seals
         chunk by chunk)."""
         keys = batch.keys
         cur.execute(self._stream_versions, (list({keys[i].originator_id for i in fresh}),))
         heads = {oid: v for oid, v in _tuples(cur.fetchall()) if v is not None}
-        versions = next_versions(keys, fresh, heads)
-        version_of = dict(zip(fresh, versions, strict=True))
+        rows = zip(next_versions(keys, fresh, heads), batch.sealed(fresh), strict=True)
         if len(fresh) <= self.small_batch:
             cur.executemany(self._insert_rows, [
-                (r[0], version_of[i], *r[1:], recorded_at) for i, r in batch.rows(fresh)])
-            return
-        # bytes through psycopg's C dumper (the default for bytea is the DB-API ``Binary``
-        # wrapper's Python dumper: two Python calls a row)
-        cur.adapters.register_dumper(bytes, BytesBinaryDumper)
-        with cur.copy(self._copy_rows) as copy:
-            copy.set_types(_COPY_TYPES)
-            write_row = copy.write_row
-            for i, r in batch.rows(fresh):
-                write_row((r[0], version_of[i], *r[1:], recorded_at))
+                (k[0], v, k[1], state, *k[2:], recorded_at) for v, (k, state) in rows])
+        else:
+            # bytes through psycopg's C dumper (the default for bytea is the DB-API ``Binary``
+            # wrapper's Python dumper: two Python calls a row)
+            cur.adapters.register_dumper(bytes, BytesBinaryDumper)
+            with cur.copy(self._copy_rows) as copy:
+                copy.set_types(_COPY_TYPES)
+                write_row = copy.write_row
+                for v, (k, state) in rows:
+                    write_row((k[0], v, k[1], state, k[2], k[3], k[4], k[5], k[6], recorded_at))
+        persons = stream_persons(keys, fresh)
+        if persons:
+            cur.execute(self._add_stream_persons,
+                        ([p for p, _ in persons], [o for _, o in persons]))
 
-    def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredRow]:
+    def _select(self, where: str | Composable, params: Sequence[Any], tail: str = ""
+                ) -> list[StoredRow]:
         q = SQL("SELECT notification_id, originator_id, originator_version, topic, state,"
-                " source_system, person_key, case_key, occurred_at, recorded_at FROM {t} WHERE "
-                + where + " ORDER BY notification_id" + tail).format(t=self._t)
+                " source_system, person_key, case_key, occurred_at, recorded_at FROM {t} WHERE {w}"
+                " ORDER BY notification_id" + tail).format(
+                    t=self._t, w=SQL(where) if isinstance(where, str) else where)
         try:
             with self.datastore.get_connection() as conn, conn.cursor() as cur:
                 cur.execute(q, params)
@@ -219,7 +253,9 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         return self._select("originator_id = %s", (originator_id,))
 
     def person_rows(self, person_key: str) -> list[StoredRow]:
-        return self._select("person_key = %s", (person_key,))
+        return self._select(SQL("originator_id IN (SELECT originator_id FROM {p} WHERE person_key"
+                                " = %s) AND person_key = %s").format(p=self._persons),
+                            (person_key, person_key))
 
     def max_position(self) -> int:
         return self.max_notification_id() or 0

@@ -28,6 +28,7 @@ from hub.store.contract import (
     StoredRow,
     StoreError,
     next_versions,
+    stream_persons,
     write_new_rows,
 )
 
@@ -88,8 +89,10 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
             " PRIMARY KEY (originator_id, originator_version))",
             f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_source_key_idx ON {t} (source_key)"
             " WHERE source_key IS NOT NULL",
-            f"CREATE INDEX IF NOT EXISTS {t}_person_key_idx ON {t} (person_key)"
-            " WHERE person_key IS NOT NULL",
+            # which streams hold events about a person (see EventRecorder.person_rows)
+            "CREATE TABLE IF NOT EXISTS glasplade_stream_persons (person_key TEXT NOT NULL,"
+            " originator_id TEXT NOT NULL, PRIMARY KEY (person_key, originator_id))"
+            " WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS glasplade_cursors (connector TEXT NOT NULL,"
             " stream TEXT NOT NULL, position TEXT NOT NULL, updated_at TEXT NOT NULL,"
             " PRIMARY KEY (connector, stream))",
@@ -103,8 +106,30 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
     def create_tables(self) -> None:
         try:
             self.create_table()
+            self._migrate_person_index()
         except (sqlite3.Error, PersistenceError) as exc:
             raise StoreError(f"cannot create the event store tables: {exc}") from exc
+
+    def _migrate_person_index(self) -> None:
+        """A store of the earlier layout (a person index entry per event) gets its stream
+        persons rows from its events and loses the index, in one transaction: a crash leaves
+        the earlier layout, which the next start migrates."""
+        t = self.events_table_name
+        with self.datastore.get_connection(commit=True) as conn:
+            c = conn.cursor()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                          (f"{t}_person_key_idx",))
+                if c.fetchone() is not None:
+                    c.execute("INSERT OR IGNORE INTO glasplade_stream_persons (person_key,"
+                              f" originator_id) SELECT DISTINCT person_key, originator_id FROM {t}"
+                              " WHERE person_key IS NOT NULL")
+                    c.execute(f'DROP INDEX "{t}_person_key_idx"')
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def append(self, batch: RowBatch, cursors: Sequence[CursorUpdate],
                dead_letters: Sequence[DeadLetter], recorded_at: datetime) -> AppendOutcome:
@@ -175,16 +200,20 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
                ) -> None:
         """Fresh rows, numbered after their streams' heads, sealed as they are inserted."""
         keys = batch.keys
+        hex_of = {oid: oid.hex for oid in {keys[i][0] for i in fresh}}
+        oid_of = {h: oid for oid, h in hex_of.items()}
         heads: dict[UUID, int] = {}
-        for chunk in _chunks(list({keys[i].originator_id.hex for i in fresh})):
+        for chunk in _chunks(list(hex_of.values())):
             c.execute(f"SELECT originator_id, max(originator_version) FROM {t} WHERE"
                       f" originator_id IN ({','.join('?' * len(chunk))})"
                       " GROUP BY originator_id", chunk)
-            heads.update((UUID(row[0]), row[1]) for row in c.fetchall())
-        version_of = dict(zip(fresh, next_versions(keys, fresh, heads), strict=True))
+            heads.update((oid_of[row[0]], row[1]) for row in c.fetchall())
         c.executemany(self._insert_row, (
-            (r[0].hex, version_of[i], r[1], r[2], r[3], r[4], r[5], r[6],
-             r[7].isoformat(), recorded_at) for i, r in batch.rows(fresh)))
+            (hex_of[k[0]], v, k[1], state, k[2], k[3], k[4], k[5], k[6].isoformat(), recorded_at)
+            for v, (k, state) in zip(next_versions(keys, fresh, heads), batch.sealed(fresh),
+                                     strict=True)))
+        c.executemany("INSERT OR IGNORE INTO glasplade_stream_persons (person_key, originator_id)"
+                      " VALUES (?, ?)", [(p, hex_of[o]) for p, o in stream_persons(keys, fresh)])
 
     def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredRow]:
         q = (f"SELECT {self._cols} FROM {self.events_table_name} WHERE {where}"
@@ -212,7 +241,8 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
         return self._select("originator_id = ?", (originator_id.hex,))
 
     def person_rows(self, person_key: str) -> list[StoredRow]:
-        return self._select("person_key = ?", (person_key,))
+        return self._select("originator_id IN (SELECT originator_id FROM glasplade_stream_persons"
+                            " WHERE person_key = ?) AND person_key = ?", (person_key, person_key))
 
     def max_position(self) -> int:
         return self.max_notification_id() or 0

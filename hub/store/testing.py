@@ -95,6 +95,15 @@ class EventStoreContract(TestCase, ABC):
                      clock: Callable[[], datetime] | None = None) -> EventStore:
         """A new store on this test's database (see the module docstring)."""
 
+    @abstractmethod
+    def to_earlier_layout(self, store: EventStore) -> None:
+        """Turn the store's database into the layout before the stream persons table: that
+        table empty, an index on the events' ``person_key`` named
+        ``<events table>_person_key_idx``."""
+
+    @abstractmethod
+    def has_earlier_person_index(self, store: EventStore) -> bool: ...
+
     # --- order, streams, reads ------------------------------------------------------------
 
     def test_append_and_read_in_global_order(self) -> None:
@@ -164,6 +173,44 @@ class EventStoreContract(TestCase, ABC):
         self.assertTrue(all(e.person == p for e in mine))
         self.assertEqual([e.position for e in mine], sorted(e.position for e in mine))
         self.assertEqual(s.person_events(person_key=s.person_key(q))[0].person, q)
+
+    def test_person_events_in_a_stream_shared_with_another_person(self) -> None:
+        # a case's stream can hold events about two people (a parent on a child's case); a
+        # person's events are exactly theirs, wherever they are, including a stream that only
+        # later names them, and a duplicate append adds nothing
+        s = self.create_store()
+        p, q = cpr(1), cpr(2)
+        s.append([registered(p), opened("dubu:S-1", p), action("dubu:S-1", p, 1)])
+        s.append([action("dubu:S-1", p, 5), action("dubu:S-1", q, 2), registered(q),
+                  opened("cura:C-7", q)])
+        again = [action("cura:C-7", q, 4, record_id="r-4")]
+        s.append(again)
+        s.append(again)
+        mine = s.person_events(q)
+        self.assertEqual([(e.event_type, e.case_key) for e in mine], [
+            ("CaseActionRecorded", "dubu:S-1"), ("PersonRegistered", None),
+            ("CaseOpened", "cura:C-7"), ("CaseActionRecorded", "cura:C-7")])
+        self.assertEqual([e.position for e in mine], sorted(e.position for e in mine))
+        self.assertEqual([e.event_type for e in s.person_events(p)],
+                         ["PersonRegistered", "CaseOpened"] + ["CaseActionRecorded"] * 2)
+        self.assertEqual(s.person_events(cpr(3)), [])
+
+    def test_start_up_migrates_a_store_with_a_person_index_per_event(self) -> None:
+        s = self.create_store()
+        p, q = cpr(1), cpr(2)
+        s.append([registered(p), opened("dubu:S-1", p), action("dubu:S-1", q, 1),
+                  registered(q)])
+        self.to_earlier_layout(s)
+        self.assertEqual(s.person_events(p), [])  # the table is what person_events reads
+        self.assertTrue(self.has_earlier_person_index(s))
+        s.recorder.create_tables()  # as every start does
+        self.assertEqual([e.event_type for e in s.person_events(p)],
+                         ["PersonRegistered", "CaseOpened"])
+        self.assertEqual([e.event_type for e in s.person_events(q)],
+                         ["CaseActionRecorded", "PersonRegistered"])
+        self.assertFalse(self.has_earlier_person_index(s))
+        s.recorder.create_tables()  # and again: nothing left to do
+        self.assertEqual(len(s.person_events(q)), 2)
 
     def test_two_times_on_every_event(self) -> None:
         recorded = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)

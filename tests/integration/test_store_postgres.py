@@ -40,6 +40,17 @@ class TestPostgresEventStore(testing.EventStoreContract):
         self.addCleanup(store.close)
         return store
 
+    def to_earlier_layout(self, store: EventStore) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("DELETE FROM glasplade_stream_persons")
+            conn.execute("CREATE INDEX glasplade_events_person_key_idx ON glasplade_events"
+                         " (person_key) WHERE person_key IS NOT NULL")
+
+    def has_earlier_person_index(self, store: EventStore) -> bool:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute("SELECT to_regclass('public.glasplade_events_person_key_idx')"
+                                ).fetchone()[0] is not None
+
 
 class TestPostgresEventStoreBulkPath(TestPostgresEventStore):
     """The same contract with every append taking the path large batches take (a sample of keys

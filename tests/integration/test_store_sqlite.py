@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,19 @@ class TestSQLiteEventStore(testing.EventStoreContract):
                                     data_key=data_key, clock=clock)
         self.addCleanup(store.close)
         return store
+
+    def _sql(self, statement: str) -> list[tuple]:
+        with sqlite3.connect(self.dir / "store.db", isolation_level=None) as conn:
+            return conn.execute(statement).fetchall()
+
+    def to_earlier_layout(self, store: EventStore) -> None:
+        self._sql("DELETE FROM glasplade_stream_persons")
+        self._sql("CREATE INDEX glasplade_events_person_key_idx ON glasplade_events (person_key)"
+                  " WHERE person_key IS NOT NULL")
+
+    def has_earlier_person_index(self, store: EventStore) -> bool:
+        return bool(self._sql("SELECT 1 FROM sqlite_master WHERE type = 'index'"
+                              " AND name = 'glasplade_events_person_key_idx'"))
 
 
 class TestSQLiteEventStoreUnprobedBulkPath(TestSQLiteEventStore):
