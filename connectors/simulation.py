@@ -14,6 +14,7 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
@@ -88,6 +89,9 @@ class Faults:
         """Bumped by ``expire_tokens()``; simulators reject tokens issued in older generations."""
         self.requests = 0
         self.tokens_rejected = 0
+        self.received: Counter[tuple[str, str]] = Counter()
+        """Requests received per (method, path), faulted ones included (``fault_middleware``
+        records them): what a test counts to see that a client sends a request only once."""
 
     def set(self, **changes: Any) -> None:
         with self._lock:
@@ -98,10 +102,12 @@ class Faults:
         with self._lock:
             self.token_generation += 1
 
-    def next_request(self) -> str | None:
+    def next_request(self, method: str | None = None, path: str | None = None) -> str | None:
         """Decide this request's fate: None (serve it), "down", "error" or "timeout"."""
         with self._lock:
             self.requests += 1
+            if method is not None and path is not None:
+                self.received[(method, path)] += 1
             c = self.config
             if c.down:
                 return "down"
@@ -168,7 +174,7 @@ def fault_middleware(app: Any, faults: Faults) -> None:
 
     @app.middleware("http")
     async def _faults(request: Any, call_next: Callable[..., Any]) -> Any:
-        fate = faults.next_request()
+        fate = faults.next_request(request.method, request.url.path)
         c = faults.config
         if c.latency:
             await asyncio.sleep(c.latency)

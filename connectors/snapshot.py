@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from connectors.stores import LazyStore, StoreOrFactory
 from hub.domain import events as ev
 from hub.store.eventstore import EventStore
 
@@ -219,22 +220,16 @@ class KnownCasesSource:
     """A snapshot connector's view of what the store knows, built on first use. ``store`` is the
     runner's store, or a factory that opens one (then it is closed with ``close()``)."""
 
-    def __init__(self, store, source_system: str):
-        self._store = store
+    def __init__(self, store: StoreOrFactory, source_system: str):
+        self._store = LazyStore(store)
         self._source_system = source_system
-        self._owned: EventStore | None = None
         self._known: KnownCases | None = None
 
     def get(self) -> KnownCases:
         if self._known is None:
-            store = self._store
-            if not isinstance(store, EventStore):
-                store = self._owned = store()
-            self._known = KnownCases(store, self._source_system)
+            self._known = KnownCases(self._store.get(), self._source_system)
         return self._known
 
     def close(self) -> None:
-        if self._owned is not None:
-            self._owned.close()
-            self._owned = None
+        if self._store.close():
             self._known = None

@@ -33,6 +33,7 @@ from connectors.cpr.client import (
     PersonRecord,
 )
 from connectors.http import RetryPolicy
+from connectors.stores import LazyStore, StoreOrFactory, store_or_opener
 from hub.config import ConfigError, Settings
 from hub.domain import cpr as cprnum
 from hub.domain import events as ev
@@ -56,13 +57,12 @@ def lookupable(identifier: str | None) -> bool:
 class CprConnector(Connector):
     name = "cpr"
 
-    def __init__(self, client: CprClient, store: EventStore | Callable[[], EventStore], *,
+    def __init__(self, client: CprClient, store: StoreOrFactory, *,
                  batch_size: int = 100, refresh_hours: float = 24.0,
                  follow_relations: bool = True, concurrency: int = 4,
                  now: Callable[[], datetime] = _utcnow):
         self.client = client
-        self._store = store if isinstance(store, EventStore) else None
-        self._open_store = None if isinstance(store, EventStore) else store
+        self._store = LazyStore(store)
         self.batch_size = batch_size
         self.refresh_interval = timedelta(hours=refresh_hours)
         self.follow_relations = follow_relations
@@ -73,10 +73,7 @@ class CprConnector(Connector):
     @property
     def store(self) -> EventStore:
         """The store the persons come from (opened on first use when given as a factory)."""
-        if self._store is None:
-            assert self._open_store is not None
-            self._store = self._open_store()
-        return self._store
+        return self._store.get()
 
     def check(self) -> None:
         """A lookup of a number no one has (a syntactically valid substitute-range number):
@@ -92,9 +89,7 @@ class CprConnector(Connector):
             self._pool.shutdown(wait=True)
             self._pool = None
         self.client.close()
-        if self._open_store is not None and self._store is not None:
-            self._store.close()
-            self._store = None
+        self._store.close()
 
     # --- one batch of lookups -------------------------------------------------------------
 
@@ -241,10 +236,8 @@ def from_settings(settings: Settings, store: EventStore | None = None) -> CprCon
                           initial=float(get("retry_initial", 0.2))),
         service_path=get("service_path", "/service/CPR/PersonBaseDataExtended/5"),
         cert=(cert, key) if cert else None, verify=get("ca_file") or True)
-    from hub.bootstrap import open_store  # the composition root builds stores
-
     return CprConnector(
-        client, store if store is not None else (lambda: open_store(settings)),
+        client, store_or_opener(settings, store),
         batch_size=int(get("batch_size", 100)), concurrency=int(get("concurrency", 4)),
         refresh_hours=float(get("refresh_hours", 24)),
         follow_relations=str(get("follow_relations", "true")).lower() not in

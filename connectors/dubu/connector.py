@@ -32,6 +32,7 @@ from connectors.dubu.mapping import (
 )
 from connectors.http import RetryPolicy
 from connectors.snapshot import INACTIVE, KnownCases, KnownCasesSource, diff_case
+from connectors.stores import StoreOrFactory, store_or_opener
 from hub.config import ConfigError, Settings
 from hub.domain import events as ev
 from hub.ingest.connector import Batch, Connector, Stream
@@ -175,7 +176,7 @@ def _dead(record: Any, reason: str, record_id: str | None) -> DeadLetter:
 class DubuConnector(Connector):
     name = SOURCE_SYSTEM
 
-    def __init__(self, config: DubuConfig, store: EventStore | Callable[[], EventStore]):
+    def __init__(self, config: DubuConfig, store: StoreOrFactory):
         self.config = config
         self.client = DubuClient(
             base_url=config.base_url, timeout=config.timeout, verify=config.verify,
@@ -203,10 +204,8 @@ class DubuConnector(Connector):
 def from_settings(settings: Settings, store: EventStore | None = None) -> DubuConnector:
     """The registry's factory. The sweep diffs against the store: given one, it reads that;
     otherwise it opens its own read connection to ``settings.store_url`` on first use."""
-    from hub.bootstrap import open_store
-
     return DubuConnector(DubuConfig.from_settings(settings),
-                         store if store is not None else (lambda: open_store(settings)))
+                         store_or_opener(settings, store))
 
 
 __all__ = ["DubuConfig", "DubuConnector", "SagStream", "STATUSES", "case_key", "from_settings"]

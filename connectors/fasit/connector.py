@@ -31,6 +31,7 @@ from connectors.fasit.mapping import (
 )
 from connectors.http import RetryPolicy
 from connectors.snapshot import KnownCases, KnownCasesSource, diff_case
+from connectors.stores import StoreOrFactory, store_or_opener
 from hub.config import ConfigError, Settings
 from hub.domain import events as ev
 from hub.ingest.connector import Batch, Connector, Stream
@@ -255,7 +256,7 @@ class CitizensStream(Stream):
 class FasitConnector(Connector):
     name = SOURCE_SYSTEM
 
-    def __init__(self, config: FasitConfig, store: EventStore | Callable[[], EventStore],
+    def __init__(self, config: FasitConfig, store: StoreOrFactory,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.config = config
         self.now = now
@@ -285,7 +286,5 @@ class FasitConnector(Connector):
 
 def from_settings(settings: Settings, store: EventStore | None = None) -> FasitConnector:
     """The registry's factory (see ``connectors.dubu.connector.from_settings`` on the store)."""
-    from hub.bootstrap import open_store
-
     return FasitConnector(FasitConfig.from_settings(settings),
-                          store if store is not None else (lambda: open_store(settings)))
+                          store_or_opener(settings, store))

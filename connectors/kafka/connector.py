@@ -94,12 +94,14 @@ class PartitionStream(Stream):
 
     def _caught_up(self, consumer: KafkaConsumer, tp: TopicPartition) -> bool:
         """An empty poll means caught up OR broker gone: the end offset tells which (and asking
-        for it fails when the broker is gone)."""
+        for it fails when the broker is gone). The end offset is kept for the pass's backlog."""
         try:
             end = consumer.end_offsets([tp])[tp]
-            return consumer.position(tp) >= end
+            caught_up = consumer.position(tp) >= end
         except KafkaError as exc:
             raise SourceUnavailable(f"kafka: {self.name} unreachable: {exc}") from exc
+        self.connector._pass_ends[self.partition] = end
+        return caught_up
 
 
 #: Empty polls in a row after which a partition counts as caught up even if the broker's end
@@ -115,6 +117,9 @@ class KafkaConnector(Connector):
         self.config = config
         self.schemas = schemas or schemas_mod.default()
         self.name = name
+        self._pass_partitions: list[int] | None = None
+        self._pass_ends: dict[int, int] = {}
+        """The end offset each partition's stream saw last in this pass (when it stopped)."""
 
     @classmethod
     def from_settings(cls, settings, name: str = "kafka") -> KafkaConnector:
@@ -138,24 +143,42 @@ class KafkaConnector(Connector):
         self.partitions()
 
     def streams(self) -> list[Stream]:
-        return [PartitionStream(self, p) for p in self.partitions()]
+        """A new pass: its partitions, and no end offsets seen yet."""
+        partitions = self.partitions()
+        self._pass_partitions, self._pass_ends = partitions, {}
+        return [PartitionStream(self, p) for p in partitions]
 
-    def lag(self, cursors: dict[str, str]) -> dict[str, int]:
-        """Records not yet read per stream (end offset - cursor), for ``glasplade status``."""
+    def end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        """Each partition's end offset, asked of the broker (one consumer)."""
         consumer = open_consumer(self.config)
         try:
-            tps = [TopicPartition(self.config.topic, p) for p in self.partitions()]
+            tps = [TopicPartition(self.config.topic, p) for p in partitions]
             ends = consumer.end_offsets(tps)
         except KafkaError as exc:
             raise SourceUnavailable(f"kafka: end offsets: {exc}") from exc
         finally:
             consumer.close(autocommit=False)
-        return {stream_name(tp.topic, tp.partition):
-                max(0, end - int(cursors.get(stream_name(tp.topic, tp.partition), 0)))
-                for tp, end in ends.items()}
+        return {tp.partition: end for tp, end in ends.items()}
+
+    def _lag(self, ends: dict[int, int], cursors: dict[str, str]) -> dict[str, int]:
+        names = {p: stream_name(self.config.topic, p) for p in ends}
+        return {names[p]: max(0, end - int(cursors.get(names[p], 0))) for p, end in ends.items()}
+
+    def lag(self, cursors: dict[str, str]) -> dict[str, int]:
+        """Records not yet read per stream (end offset - cursor), asked of the broker now."""
+        return self._lag(self.end_offsets(self.partitions()), cursors)
 
     def backlog(self, cursors: dict[str, str]) -> int | None:
-        return sum(self.lag(cursors).values())
+        """The records left after this pass, from the end offsets its streams saw when they
+        stopped; only a partition whose stream did not get that far (the pass failed first) is
+        asked of the broker. Without a pass, the broker is asked (``lag``)."""
+        if self._pass_partitions is None:
+            return sum(self.lag(cursors).values())
+        ends = {p: self._pass_ends[p] for p in self._pass_partitions if p in self._pass_ends}
+        missing = [p for p in self._pass_partitions if p not in ends]
+        if missing:
+            ends.update(self.end_offsets(missing))
+        return sum(self._lag(ends, cursors).values())
 
 
 def from_settings(settings, store: object = None) -> KafkaConnector:

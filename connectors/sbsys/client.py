@@ -19,6 +19,11 @@ def titled(title: str, external_key: str) -> str:
     return f"{title} [{external_key}]"
 
 
+def _distinct(cprs: Sequence[str]) -> list[str]:
+    """Plain CPR numbers, each once, in the order given."""
+    return list(dict.fromkeys(d.cpr_plain(c) for c in cprs if c))
+
+
 class SbsysClient(HttpClient):
     # --- reads -------------------------------------------------------------------------------
 
@@ -65,35 +70,52 @@ class SbsysClient(HttpClient):
         return results[0] if results else None
 
     def create_case(self, *, cpr: str, title: str, template_id: int, external_key: str,
-                    caseworker_id: int | None = None, parties: Sequence[str] = ()) -> dict:
+                    caseworker_id: int | None = None, parties: Sequence[str] = (),
+                    search_first: bool = True) -> dict:
         """Create a case from a template unless one with ``external_key`` exists already.
-        ``parties``: CPR numbers of further parties (those SBSYS does not know are left out)."""
-        existing = self.find_case_by_key(cpr, external_key)
-        if existing is not None:
-            return existing
+        ``parties``: CPR numbers of further parties (those SBSYS does not know are left out).
+        ``search_first=False``: the caller has just searched (``find_case_by_key``) and found
+        no such case, so the search is not sent again."""
+        if search_first:
+            existing = self.find_case_by_key(cpr, external_key)
+            if existing is not None:
+                return existing
         person = self.find_person(cpr)
         if person is None:
             raise RequestRejected("the person is not known in SBSYS", 404)
-        others = [p for p in (self.find_person(c) for c in parties if c != cpr) if p]
+        primary = d.cpr_plain(cpr)
+        others = [p for p in (self.find_person(c) for c in _distinct(parties) if c != primary)
+                  if p]
         body = {"SagsTitel": titled(title, external_key),
                 "PrimaryPart": {"PartId": person["Id"], "PartType": "Person"},
                 "Parts": [{"PartId": p["Id"], "PartType": "Person"} for p in [person, *others]],
                 "SkabelonId": template_id, "SagsbehandlerID": caseworker_id}
         return self.post_json("api/v10/sag/template", body)
 
+    def add_parties(self, case_id: int | str, cprs: Sequence[str]) -> bool:
+        """Add persons as parties unless they are parties already (or SBSYS does not know them): the
+        case's parties are read once for all of them. False if nothing was written."""
+        wanted = _distinct(cprs)
+        if not wanted:
+            return False
+        present = {d.cpr_plain(p.get("CPRnummer") or "") for p in self.parties(case_id)}
+        written = False
+        for cpr in wanted:
+            if cpr in present:
+                continue
+            person = self.find_person(cpr)
+            if person is None:
+                continue
+            self.post_json(f"api/sag/{case_id}/part", {
+                "PartId": person["Id"], "Navn": person.get("Navn"), "PartType": "Person",
+                "Cprnummer": d.cpr_dashed(cpr)})
+            present.add(cpr)
+            written = True
+        return written
+
     def add_party(self, case_id: int | str, cpr: str) -> bool:
-        """Add a person as a party unless they are one (or SBSYS does not know them); False if
-        nothing was written."""
-        if any(d.cpr_plain(p.get("CPRnummer") or "") == d.cpr_plain(cpr)
-               for p in self.parties(case_id)):
-            return False
-        person = self.find_person(cpr)
-        if person is None:
-            return False
-        self.post_json(f"api/sag/{case_id}/part", {
-            "PartId": person["Id"], "Navn": person.get("Navn"), "PartType": "Person",
-            "Cprnummer": d.cpr_dashed(cpr)})
-        return True
+        """One party (see ``add_parties``, which reads the parties once for several)."""
+        return self.add_parties(case_id, [cpr])
 
     def update_case(self, case_id: int | str, changes: dict[str, Any]) -> dict:
         """PUT needs the whole case: GET, merge, PUT (else SBSYS drops the party link)."""

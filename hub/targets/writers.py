@@ -149,13 +149,12 @@ class ConnectorWriters:
         changed = sag is None
         if sag is None:
             sbsys.create_case(cpr=cpr, title=title, template_id=self.template_id,
-                              external_key=external_key, parties=parties)
+                              external_key=external_key, parties=parties, search_first=False)
         else:
             if sag.get("SagsTitel") != titled(title, external_key):
                 sbsys.update_case(sag["Id"], {"SagsTitel": titled(title, external_key)})
                 changed = True
-            for party in parties:
-                changed |= sbsys.add_party(sag["Id"], party)
+            changed |= sbsys.add_parties(sag["Id"], parties)
         if changed:  # read back what SBSYS now holds (its id, parties, status)
             sag = sbsys.find_case_by_key(cpr, external_key)
             if sag is None:

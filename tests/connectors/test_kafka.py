@@ -346,3 +346,49 @@ def test_status_shows_the_records_waiting_in_kafka(kafka_broker, store, publishe
         metrics.registry).decode()
     ConnectorRunner(store, [connector], status=status, retry=RetryPolicy(attempts=1)).run_once()
     assert status.get("kafka").backlog == 0 and status.get("kafka").healthy()
+
+
+def test_backlog_comes_from_the_end_offsets_the_pass_saw(kafka_broker, store, publisher,  # noqa: F811
+                                                         monkeypatch, tmp_path):
+    from connectors.http import RetryPolicy
+    from connectors.kafka import connector as kafka_connector
+    from connectors.runner import ConnectorRunner
+    from connectors.status import StatusStore
+
+    for i in range(10):  # one record a produce request (see the test above)
+        publisher.publish([person_event(i)])
+    opened: list[KafkaConfig] = []
+    real_open = kafka_connector.open_consumer
+    monkeypatch.setattr(kafka_connector, "open_consumer",
+                        lambda c: opened.append(c) or real_open(c))
+    connector = KafkaConnector(config(kafka_broker, max_records=3))
+    real_backlog = connector.backlog
+    opened_for_backlog: list[int] = []
+
+    def backlog(cursors):
+        before = len(opened)
+        value = real_backlog(cursors)
+        opened_for_backlog.append(len(opened) - before)
+        return value
+
+    connector.backlog = backlog
+    status = StatusStore(f"sqlite:///{tmp_path / 'status.db'}")
+
+    # The store fails after two batches (of at least four): the streams that did not get to
+    # their end have their end offsets asked of the broker (one consumer), and the figure is
+    # still right.
+    failing = ConnectorRunner(_FailingStore(store, ok=2), [connector], status=status,
+                              retry=RetryPolicy(attempts=1, initial=0.01))
+    report = failing.run_once()
+    assert not report.ok and 0 < report.stored < 10
+    assert status.get("kafka").backlog == 10 - report.stored and opened_for_backlog == [1]
+
+    # A whole pass saw every partition's end offset: the backlog opens no consumer.
+    runner = ConnectorRunner(store, [connector], status=status, retry=RetryPolicy(attempts=1))
+    assert runner.run_once().ok
+    assert status.get("kafka").backlog == 0 and opened_for_backlog == [1, 0]
+    for i in range(10, 13):
+        publisher.publish([person_event(i)])
+    assert sum(connector.lag(store.cursors("kafka")).values()) == 3  # asked of the broker
+    assert runner.run_once().connectors["kafka"].stored == 3
+    assert status.get("kafka").backlog == 0 and opened_for_backlog == [1, 0, 0]

@@ -115,3 +115,44 @@ class TestSbsys(ConnectorSuite):
                          "CaseStatusChanged", "CaseworkerAssigned"]
         note = next(e for e in one_store.case_events(key) if e.event_type == "CaseActionRecorded")
         assert note.payload.text == "Linje 1\nLinje 2"
+
+    def test_write_back_steps_send_each_request_once(self, client, simulator, municipality):
+        """Counted where SBSYS receives them: creating a case after the write-back's own search
+        does not search again, and adding several parties reads the case's parties once."""
+        received = simulator.faults.received
+        person, first, second, third = (p.cpr for p in municipality.persons[:4])
+        key = "glasplade:pathway-counted"
+        search, template = ("POST", "/api/sag/search"), ("POST", "/api/v10/sag/template")
+        person_search = ("POST", "/api/person/search")
+
+        before = Counter(received)
+        assert client.find_case_by_key(person, key) is None  # the write-back's search
+        made = client.create_case(cpr=person, title="Forløb", template_id=2, external_key=key,
+                                  parties=[first, first, person], search_first=False)
+        step = Counter(received) - before
+        assert step[search] == 1 and step[template] == 1
+        assert step[person_search] == 2, "the primary person and the one other party, once each"
+
+        read_parts = ("GET", f"/api/sag/{made['Id']}/part")
+        add_part = ("POST", f"/api/sag/{made['Id']}/part")
+        before = Counter(received)
+        assert client.add_parties(made["Id"], [first, second, third, second]) is True
+        step = Counter(received) - before
+        assert step[read_parts] == 1, "the parties are read once for all parties added"
+        assert step[add_part] == 2 and step[person_search] == 2  # second and third, once each
+        cprs = {p["CPRnummer"].replace("-", "") for p in client.parties(made["Id"])}
+        assert cprs == {person, first, second, third}
+
+        before = Counter(received)
+        assert client.add_parties(made["Id"], [first, second, third]) is False
+        assert client.add_party(made["Id"], first) is False
+        step = Counter(received) - before
+        assert step[read_parts] == 2 and step[add_part] == 0 and step[person_search] == 0
+
+        # Without the caller's search, create_case still finds the case it made (idempotent),
+        # with one search and nothing written.
+        before = Counter(received)
+        again = client.create_case(cpr=person, title="Forløb", template_id=2, external_key=key)
+        step = Counter(received) - before
+        assert again["Id"] == made["Id"]
+        assert step[search] == 1 and step[template] == 0 and step[person_search] == 0
