@@ -30,6 +30,12 @@ CASE = ("CaseOpened", "CaseStatusChanged", "CaseLegalBasisChanged", "CaseworkerA
 OTHER = ("GrantAwarded", "GrantChanged", "GrantEnded", "ConsentGiven", "ConsentWithdrawn",
          "MarkingSet", "MarkingEnded", "PathwayStarted", "PathwayTovholderAssigned",
          "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed")
+_CASE = frozenset(CASE)
+_GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
+_CONSENT = frozenset({"ConsentGiven", "ConsentWithdrawn"})
+_MARKING = frozenset({"MarkingSet", "MarkingEnded"})
+_PATHWAY = frozenset({"PathwayStarted", "PathwayTovholderAssigned", "PathwayMeetingHeld",
+                      "PathwayPlanUpdated", "PathwayClosed"})
 #: Events that make a person known to the overview (a row is made if none exists yet).
 PRESENCE = frozenset(PERSON) | {"CaseOpened", "GrantAwarded", "ConsentGiven", "MarkingSet",
                                 "PathwayStarted"}
@@ -89,10 +95,12 @@ class _Rows:
         self.aliases = RowCache(t.aliases)
         self.all = (self.persons, self.relations, self.cases, self.caseworkers, self.grants,
                     self.consents, self.markings, self.pathways, self.members, self.aliases)
+        self._aliases = self.aliases.in_memory()
 
     def current(self, person_key: str) -> str:
-        """The person's key now (a replaced identifier's key leads to the new one)."""
-        alias = self.aliases.get(person_key)
+        """The person's key now (a replaced identifier's key leads to the new one). The whole
+        alias table is in memory (``_preload``): a key it does not hold has no alias."""
+        alias = self._aliases.get(person_key)
         return alias["new_key"] if alias else person_key
 
 
@@ -118,20 +126,26 @@ class CitizenOverviewProjection(Projection):
             return
         rows = _Rows()
         self._preload(rows, events, conn)
+        handlers, current, persons = self._handlers, rows.current, rows.persons
         for e in events:
-            if isinstance(e.payload, ev.PersonIdentifierReplaced):
-                self._replace_identifier(rows, e.payload)
+            p = e.payload
+            kind = type(p).__name__  # e.event_type, without the property call
+            if kind == "PersonIdentifierReplaced":
+                self._replace_identifier(rows, p)
                 continue
-            if e.person_key and rows.current(e.person_key) != e.person_key:
-                e = replace(e, person_key=rows.current(e.person_key))
-            if (e.person_key and e.event_type in PRESENCE
-                    and rows.persons.get(e.person_key) is None):
-                rows.persons.put(t.new_row(t.persons, person_key=e.person_key, cpr=e.person,
-                                           registered=False, protected_address=False,
-                                           emigrated=False))
-            handler = self._handlers.get(e.event_type)
+            person_key = e.person_key
+            if person_key:
+                now = current(person_key)
+                if now != person_key:
+                    e = replace(e, person_key=now)
+                    person_key = now
+                if kind in PRESENCE and persons.get(person_key) is None:
+                    persons.put(t.new_row(t.persons, person_key=person_key, cpr=e.person,
+                                          registered=False, protected_address=False,
+                                          emigrated=False))
+            handler = handlers.get(kind)
             if handler is not None:
-                handler(rows, e, e.payload)
+                handler(rows, e, p)
         for cache in rows.all:
             cache.flush(conn)
 
@@ -140,44 +154,47 @@ class CitizenOverviewProjection(Projection):
         """Read every row the batch will touch, one query per table (keys known as absent
         are then inserted rather than upserted)."""
         rows.aliases.load_all(conn)  # a few rows: one per replaced identifier
-        keys: dict[RowCache, set[str]] = {c: set() for c in rows.all}
+        current, key_of = rows.current, self.person_key_of
+        keys: dict[RowCache, set[str]] = {c: set() for c in rows.all if c is not rows.aliases}
+        persons, cases, relations = keys[rows.persons], keys[rows.cases], keys[rows.relations]
+        replaced: set[str] = set()
         for e in events:
             p = e.payload
-            person = rows.current(e.person_key) if e.person_key else None
-            if person and e.event_type in PRESENCE:
-                keys[rows.persons].add(person)
-            if e.case_key and e.event_type in CASE:
-                keys[rows.cases].add(e.case_key)
-            if isinstance(p, ev.PersonRelationChanged) and person:
-                keys[rows.relations].add(relation_key(
-                    person, p.relation, rows.current(self.person_key_of(p.related_person))))
-            elif isinstance(p, ev.CaseworkerAssigned) and e.case_key:
-                keys[rows.caseworkers].add(assignment_key(e.case_key, p.caseworker_id, p.role))
-            elif isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+            kind = type(p).__name__
+            if e.person_key and kind in PRESENCE:
+                persons.add(current(e.person_key))
+            if e.case_key and kind in _CASE:
+                cases.add(e.case_key)
+            if kind == "PersonRelationChanged":
+                if e.person_key:
+                    relations.add(relation_key(current(e.person_key), p.relation,
+                                               current(key_of(p.related_person))))
+            elif kind == "CaseworkerAssigned":
+                if e.case_key:
+                    keys[rows.caseworkers].add(assignment_key(e.case_key, p.caseworker_id,
+                                                              p.role))
+            elif kind in _GRANT:
                 keys[rows.grants].add(grant_key(e, p.grant_id))
-            elif isinstance(p, ev.ConsentGiven | ev.ConsentWithdrawn):
+            elif kind in _CONSENT:
                 keys[rows.consents].add(p.consent_id)
-            elif isinstance(p, ev.MarkingSet | ev.MarkingEnded):
+            elif kind in _MARKING:
                 keys[rows.markings].add(marking_key(p.system, p.marking_id))
-            elif isinstance(p, ev.PathwayStarted | ev.PathwayTovholderAssigned
-                            | ev.PathwayMeetingHeld | ev.PathwayPlanUpdated | ev.PathwayClosed):
+            elif kind in _PATHWAY:
                 keys[rows.pathways].add(p.pathway_id)
-                if isinstance(p, ev.PathwayStarted):
+                if kind == "PathwayStarted":
                     keys[rows.members].update(
-                        member_key(p.pathway_id, rows.current(self.person_key_of(m)))
-                        for m in p.members)
-                    if person:
-                        keys[rows.members].add(member_key(p.pathway_id, person))
-            elif isinstance(p, ev.PersonIdentifierReplaced):
-                keys[rows.persons].add(self.person_key_of(p.old_identifier))
-                keys[rows.persons].add(self.person_key_of(p.new_identifier))
+                        member_key(p.pathway_id, current(key_of(m))) for m in p.members)
+                    if e.person_key:
+                        keys[rows.members].add(member_key(p.pathway_id, current(e.person_key)))
+            elif kind == "PersonIdentifierReplaced":
+                old = key_of(p.old_identifier)
+                persons.add(old)
+                persons.add(key_of(p.new_identifier))
+                replaced.add(old)
         for cache, wanted in keys.items():
-            if cache is not rows.aliases:
-                cache.load(conn, wanted)
-        replaced = {self.person_key_of(e.payload.old_identifier) for e in events
-                    if isinstance(e.payload, ev.PersonIdentifierReplaced)}
+            cache.load(conn, wanted)
         if replaced:
-            self._load_replaced(rows, replaced | {rows.current(k) for k in replaced}, conn)
+            self._load_replaced(rows, replaced | {current(k) for k in replaced}, conn)
 
     # --- person -----------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ from projections.target_groups import INACTIVE_STATUSES, KeyOf
 
 _TS = sa.DateTime(timezone=True)
 FOLLOW_UP_ACTION = "follow_up"
+_CASE = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Case"))
+_GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
+_PATHWAY = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Pathway"))
 
 
 class ManagementProjection(Projection):
@@ -28,6 +31,8 @@ class ManagementProjection(Projection):
 
     def __init__(self, person_key_of: KeyOf):
         self.key_of = lru_cache(maxsize=65536)(person_key_of)
+        self._handlers = {name[len("_on_"):]: getattr(self, name) for name in dir(self)
+                          if name.startswith("_on_")}
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:
@@ -73,24 +78,28 @@ class ManagementProjection(Projection):
             return
         b = _Batch(self)
         keys: dict[RowCache, set[str]] = {c: set() for c in b.caches}
+        cases = keys[b.cases]
         for e in events:
             p = e.payload
-            if isinstance(p, ev.PersonRegistered):
+            kind = type(p).__name__  # e.event_type, without the property call
+            if kind == "PersonRegistered":
                 keys[b.persons].add(self._key(e))
-            elif e.event_type.startswith("Case") and e.case_key:
-                keys[b.cases].add(e.case_key)
-                if isinstance(p, ev.CaseActionRecorded) and p.action_type == FOLLOW_UP_ACTION:
-                    keys[b.followups].add(f"{e.case_key}:{p.action_id}")
-            elif isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+            elif kind in _CASE:
+                if e.case_key:
+                    cases.add(e.case_key)
+                    if kind == "CaseActionRecorded" and p.action_type == FOLLOW_UP_ACTION:
+                        keys[b.followups].add(f"{e.case_key}:{p.action_id}")
+            elif kind in _GRANT:
                 keys[b.grants].add(p.grant_id)
-            elif isinstance(p, ev.PathwayMeetingHeld):
+            elif kind == "PathwayMeetingHeld":
                 keys[b.meetings].add(_meeting_id(e))
-            elif e.event_type.startswith("Pathway") and hasattr(p, "pathway_id"):
+            elif kind in _PATHWAY and hasattr(p, "pathway_id"):
                 keys[b.pathways].add(p.pathway_id)
         for cache, wanted in keys.items():
             cache.load(conn, wanted - {None})
+        handlers = self._handlers
         for e in events:
-            handler = getattr(self, f"_on_{e.event_type}", None)
+            handler = handlers.get(type(e.payload).__name__)
             if handler is not None:
                 handler(b, e, e.payload)
         for cache in (*b.caches, b.members):

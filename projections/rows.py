@@ -9,7 +9,8 @@ of reading events rather than at the speed of one round trip per event.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC
@@ -21,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 _CHUNK = 500  # keys per IN (...) list (SQLite)
 _PG_CHUNK = 10000  # keys per = ANY(array) (PostgreSQL)
-_COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
+COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *,
@@ -35,7 +36,7 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     if not rows:
         return
     dialect = conn.dialect.name
-    if dialect == "postgresql" and len(rows) >= _COPY_MIN:
+    if dialect == "postgresql" and len(rows) >= COPY_MIN:
         _pg_copy_upsert(conn, table, rows, unique)
         return
     if dialect == "postgresql":
@@ -56,7 +57,7 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     """Plain INSERT of many rows (COPY on PostgreSQL)."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_MIN:
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN:
         _pg_copy(conn, _quote(table), list(rows[0]), table, rows)
     else:
         conn.execute(table.insert(), list(rows))
@@ -71,16 +72,33 @@ def _pg_copy(conn: sa.Connection, target: str, columns: list[str], table: sa.Tab
              rows: Sequence[dict[str, Any]]) -> None:
     """COPY rows into ``target`` on the SQLAlchemy connection's own transaction."""
     json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    if json_cols:
+        values: Iterable[Sequence[Any]] = (
+            [orjson.dumps(r[c]).decode() if c in json_cols and r[c] is not None else r[c]
+             for c in columns] for r in rows)
+    else:
+        values = map(row_values(columns), rows)
+    copy_tuples(conn, target, columns, values)
+
+
+def row_values(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function giving a row dict's values of ``columns`` as a tuple (in C: no loop per row)."""
+    if len(columns) == 1:
+        (only,) = columns
+        return lambda r: (r[only],)
+    return operator.itemgetter(*columns)
+
+
+def copy_tuples(conn: sa.Connection, target: str, columns: Sequence[str],
+                values: Iterable[Sequence[Any]]) -> None:
+    """COPY rows given as value sequences (in ``columns`` order) into ``target`` (quoted) on
+    the SQLAlchemy connection's own transaction (PostgreSQL only)."""
     cols = ", ".join(f'"{c}"' for c in columns)
     raw = conn.connection.dbapi_connection
     with raw.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
-        if json_cols:
-            for r in rows:
-                copy.write_row([orjson.dumps(r[c]).decode() if c in json_cols and r[c] is not None
-                                else r[c] for c in columns])
-        else:
-            for r in rows:
-                copy.write_row([r[c] for c in columns])
+        write = copy.write_row
+        for v in values:
+            write(v)
 
 
 def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
@@ -119,9 +137,15 @@ class SeenKeys:
         self._mask = bits - 1
 
     def add(self, key: Any) -> None:
-        h = hash(key)
-        for i in (h & self._mask, (h >> 32) & self._mask):
-            self._bits[i >> 3] |= 1 << (i & 7)
+        self.add_all((key,))
+
+    def add_all(self, keys: Iterable[Any]) -> None:
+        bits, mask = self._bits, self._mask
+        for key in keys:
+            h = hash(key)
+            i, j = h & mask, (h >> 32) & mask
+            bits[i >> 3] |= 1 << (i & 7)
+            bits[j >> 3] |= 1 << (j & 7)
 
     def __contains__(self, key: Any) -> bool:
         h = hash(key)
@@ -156,8 +180,14 @@ def _split(keys: list[Any], seen: SeenKeys) -> tuple[list[Any], list[Any]]:
     """(keys that may be in the table, keys that are certainly not)."""
     maybe: list[Any] = []
     fresh: list[Any] = []
+    bits, mask = seen._bits, seen._mask  # SeenKeys.__contains__, inlined: one call per batch
     for k in keys:
-        (maybe if k in seen else fresh).append(k)
+        h = hash(k)
+        i, j = h & mask, (h >> 32) & mask
+        if bits[i >> 3] & (1 << (i & 7)) and bits[j >> 3] & (1 << (j & 7)):
+            maybe.append(k)
+        else:
+            fresh.append(k)
     return maybe, fresh
 
 
@@ -183,6 +213,7 @@ class RowCache:
 
     def __init__(self, table: sa.Table):
         (self.key_column,) = table.primary_key.columns
+        self._key_name = self.key_column.name
         self.table = table
         self._rows: dict[str, dict[str, Any] | None] = {}
         self._dirty: set[str] = set()
@@ -255,6 +286,11 @@ class RowCache:
                 m[name] = v.replace(tzinfo=UTC)
         return m
 
+    def in_memory(self) -> dict[str, dict[str, Any] | None]:
+        """The rows in memory by key (None: known absent or deleted); the live dict, to read
+        only. After ``load_all`` it holds the whole table."""
+        return self._rows
+
     def get(self, key: str) -> dict[str, Any] | None:
         """The row (a dict to change in place, then ``put``), or None. Loads it if not loaded."""
         if key not in self._rows:
@@ -266,10 +302,11 @@ class RowCache:
         return self._rows[key]
 
     def put(self, row: dict[str, Any]) -> None:
-        key = row[self.key_column.name]
+        key = row[self._key_name]
         self._rows[key] = row
         self._dirty.add(key)
-        self._deleted.discard(key)
+        if self._deleted:
+            self._deleted.discard(key)
 
     def delete(self, key: str) -> None:
         self._deleted.add(key)  # deleting an absent row is harmless: no need to load it
@@ -292,8 +329,7 @@ class RowCache:
         insert_many(conn, self.table, new)
         upsert(conn, self.table, changed, unique=True)
         if self._seen is not None:
-            for k in self._dirty:
-                self._seen.add(k)
+            self._seen.add_all(self._dirty)
         self._absent -= self._dirty
         self._dirty.clear()
         self._deleted.clear()
@@ -322,6 +358,7 @@ class KeyedRows:
     def __init__(self, table: sa.Table):
         self.table = table
         self.pk = tuple(c.name for c in table.primary_key.columns)
+        self._key = row_values(self.pk)
         self._rows: dict[tuple, dict[str, Any] | None] = {}
         self._by_first: dict[Any, set[tuple]] = {}
         self._loaded: set[Any] = set()
@@ -342,7 +379,7 @@ class KeyedRows:
         for chunk in key_chunks(conn, wanted):
             for r in conn.execute(sa.select(self.table).where(among(conn, col, chunk))):
                 row = dict(r._mapping)
-                key = tuple(row[c] for c in self.pk)
+                key = self._key(row)
                 if key not in self._rows:
                     self._rows[key] = row
                     self._by_first.setdefault(key[0], set()).add(key)
@@ -358,7 +395,7 @@ class KeyedRows:
         return [r for k in self._by_first.get(first, ()) if (r := self._rows[k]) is not None]
 
     def put(self, row: dict[str, Any]) -> None:
-        key = tuple(row[c] for c in self.pk)
+        key = self._key(row)
         self._rows[key] = row
         self._by_first.setdefault(key[0], set()).add(key)
         self._dirty.add(key)
@@ -379,7 +416,6 @@ class KeyedRows:
         insert_many(conn, self.table, [r for r in kept if r[first] in self._fresh])
         upsert(conn, self.table, [r for r in kept if r[first] not in self._fresh], unique=True)
         if self._seen is not None:
-            for r in kept:
-                self._seen.add(r[first])
+            self._seen.add_all(r[first] for r in kept)
         self._fresh.clear()
         self._dirty.clear()

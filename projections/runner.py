@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from hub.domain.events import CanonicalEvent
 from hub.logging import get_logger
-from hub.store.eventstore import EventStore
+from hub.store.eventstore import EventStore, gc_paused
 from projections.base import Projection
 from projections.db import WRITE
 from projections.rows import SeenKeys, fresh_tables
@@ -181,46 +181,52 @@ class ProjectionRunner:
                                    thread_name_prefix="projection-apply") as appliers:
             ahead: tuple[tuple[int, frozenset[str]], Future[_Batch]] | None = None
             while True:
-                stored = self.positions()
-                missing = [p.name for p in selected if p.name not in stored]
-                if missing:
-                    raise ProjectionError(f"projection not prepared: {missing}")
-                pos = {p.name: stored[p.name][1] for p in selected}
-                head = self.store.max_position() if until is None else until
-                lowest = min(pos.values())
-                if lowest >= head:
-                    return read
-                group = [p for p in selected if pos[p.name] == lowest]
-                topics = frozenset() if not all(p.topics for p in group) else frozenset(
-                    t for p in group for t in p.topics)
-                if ahead is not None and ahead[0] == (lowest, topics):
-                    batch = ahead[1].result()
-                else:
-                    batch = self._read(lowest, topics)
-                ahead = None
-                if batch.full and (until is None or batch.last < until):
-                    # decrypt and decode the next batch while this one is written
-                    ahead = ((batch.last, topics), pool.submit(self._read, batch.last, topics))
-                end = batch.last if batch.full else max(batch.head, batch.last)
-                if until is not None:
-                    end = min(end, until)
-                events = [e for e in batch.events if (e.position or 0) <= end]
-                types = [e.event_type for e in events]  # a property: computed once per event
-                idle, work = [], []
-                for p in group:
-                    wanted = frozenset(p.topics)
-                    mine = events if not wanted else [
-                        e for e, kind in zip(events, types, strict=True) if kind in wanted]
-                    if mine:
-                        work.append((p, mine))
+                # No cyclic garbage collection while a batch is handled: every batch allocates
+                # hundreds of thousands of short-lived objects (freed by reference counting),
+                # and collections triggered by them would traverse the batch's live rows and
+                # events again and again. Between batches it runs as usual.
+                with gc_paused():
+                    stored = self.positions()
+                    missing = [p.name for p in selected if p.name not in stored]
+                    if missing:
+                        raise ProjectionError(f"projection not prepared: {missing}")
+                    pos = {p.name: stored[p.name][1] for p in selected}
+                    head = self.store.max_position() if until is None else until
+                    lowest = min(pos.values())
+                    if lowest >= head:
+                        return read
+                    group = [p for p in selected if pos[p.name] == lowest]
+                    topics = frozenset() if not all(p.topics for p in group) else frozenset(
+                        t for p in group for t in p.topics)
+                    if ahead is not None and ahead[0] == (lowest, topics):
+                        batch = ahead[1].result()
                     else:
-                        idle.append(p.name)
-                self._apply_all(appliers if parallel else None, work, lowest, end)
-                if idle:  # nothing to handle: only their positions move, in one statement
-                    self._advance(idle, lowest, end)
-                read += len(events)
-                if progress:
-                    progress(end - lowest)
+                        batch = self._read(lowest, topics)
+                    ahead = None
+                    if batch.full and (until is None or batch.last < until):
+                        # decrypt and decode the next batch while this one is written
+                        ahead = ((batch.last, topics), pool.submit(self._read, batch.last, topics))
+                    end = batch.last if batch.full else max(batch.head, batch.last)
+                    if until is not None:
+                        end = min(end, until)
+                    events = [e for e in batch.events if (e.position or 0) <= end]
+                    types = [e.event_type for e in events]  # a property: computed once per event
+                    idle, work = [], []
+                    for p in group:
+                        wanted = frozenset(p.topics)
+                        mine = events if not wanted else [
+                            e for e, kind in zip(events, types, strict=True) if kind in wanted]
+                        if mine:
+                            work.append((p, mine))
+                        else:
+                            idle.append(p.name)
+                    self._apply_all(appliers if parallel else None, work, lowest, end)
+                    if idle:  # nothing to handle: only their positions move, in one statement
+                        self._advance(idle, lowest, end)
+                    read += len(events)
+                    if progress:
+                        progress(end - lowest)
+                    del batch, events, types, work, mine  # garbage before collection resumes
 
     def _apply_all(self, appliers: ThreadPoolExecutor | None,
                    work: Sequence[tuple[Projection, list[CanonicalEvent]]], expected: int,
@@ -319,10 +325,19 @@ class ProjectionRunner:
     def analyze(self, names: Sequence[str] | None = None) -> None:
         """Refresh the query planner's statistics of the projections' tables (after a bulk
         load the planner would otherwise guess, and pick scans over index lookups)."""
+        tables = [t.name for p in self.select(names) for t in p.metadata.sorted_tables]
+        if self.engine.dialect.name != "postgresql" or len(tables) < 2:
+            self._analyze(tables)
+            return
+        # two connections: the server analyzes two tables at a time (on two cores)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="projection-analyze") as pool:
+            for f in [pool.submit(self._analyze, tables[i::2]) for i in range(2)]:
+                f.result()
+
+    def _analyze(self, tables: Sequence[str]) -> None:
         with self.engine.connect() as conn, conn.begin():
-            for p in self.select(names):
-                for table in p.metadata.sorted_tables:
-                    conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+            for name in tables:
+                conn.exec_driver_sql(f'ANALYZE "{name}"')
 
     def follow(self, names: Sequence[str] | None = None, *, stop: threading.Event | None = None,
                interval: float = 0.5, wait: Callable[[float], None] | None = None,

@@ -30,6 +30,13 @@ _MATCH_EVENTS = frozenset({"TargetGroupMatchStarted", "TargetGroupMatchEnded"})
 #: CaseActionRecorded.action_type of a meeting (its subtype is the meeting type).
 MEETING_ACTION = "meeting"
 
+_PERSON = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Person")) - {
+    "PersonIdentifierReplaced"}
+_CASE = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Case"))
+_GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
+_CONSENT = frozenset({"ConsentGiven", "ConsentWithdrawn"})
+_OVERLAP = frozenset({"OverlapDetected", "OverlapResolved"})
+
 KeyOf = Callable[[str], str]
 _TS = sa.DateTime(timezone=True)
 Row = dict[str, Any]
@@ -88,6 +95,8 @@ class TargetGroupsProjection(Projection):
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""
         self.key_of = person_key_of  # the store's pseudonymizer caches its keys
+        self._handlers = {name[len("_on_"):]: getattr(self, name) for name in dir(self)
+                          if name.startswith("_on_")}
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:
@@ -140,17 +149,20 @@ class TargetGroupsProjection(Projection):
         b = _Batch(self, conn)
         self._preload(b, events)
         run: list[ev.CanonicalEvent] = []
+        handlers = self._handlers
         for e in events:
-            if e.event_type in _MATCH_EVENTS:
+            p = e.payload
+            kind = type(p).__name__  # e.event_type, without the property call
+            if kind in _MATCH_EVENTS:
                 run.append(e)
                 continue
             if run:
                 b.flush()
                 apply_match_events(conn, self, run, self._subject)
                 run = []
-            handler = getattr(self, f"_on_{e.event_type}", None)
+            handler = handlers.get(kind)
             if handler is not None:
-                handler(b, e, e.payload)
+                handler(b, e, p)
         b.flush()
         if run:
             apply_match_events(conn, self, run, self._subject)
@@ -159,24 +171,27 @@ class TargetGroupsProjection(Projection):
         """Read the rows the batch reads or changes, one query per table (keys found absent
         are then inserted rather than upserted)."""
         keys: dict[Any, set[Any]] = {c: set() for c in b.all}
+        cases = keys[b.cases]
         for e in events:
-            p, kind = e.payload, e.event_type
-            if kind.startswith("Person") and kind != "PersonIdentifierReplaced":
+            p = e.payload
+            kind = type(p).__name__
+            if kind in _PERSON:
                 subject = self._subject(e)
                 keys[b.persons].add(subject)
                 keys[b.identity].add(subject)
-            elif kind.startswith("Case") and e.case_key:
-                keys[b.cases].add(e.case_key)
-                if isinstance(p, ev.CaseActionRecorded) and p.action_type == MEETING_ACTION:
-                    keys[b.meetings].add(f"{e.case_key}:{p.action_id}")
-            if isinstance(p, ev.GrantAwarded | ev.GrantChanged | ev.GrantEnded):
+            elif kind in _CASE:
+                if e.case_key:
+                    cases.add(e.case_key)
+                    if kind == "CaseActionRecorded" and p.action_type == MEETING_ACTION:
+                        keys[b.meetings].add(f"{e.case_key}:{p.action_id}")
+            elif kind in _GRANT:
                 keys[b.grants].add(p.grant_id)
-                keys[b.cases].add(e.case_key)
-            elif isinstance(p, ev.ConsentGiven | ev.ConsentWithdrawn):
+                cases.add(e.case_key)
+            elif kind in _CONSENT:
                 keys[b.consents].add(p.consent_id)
-            elif isinstance(p, ev.OverlapDetected | ev.OverlapResolved):
+            elif kind in _OVERLAP:
                 keys[b.overlaps].add(p.overlap_id)
-            elif isinstance(p, ev.PathwayMeetingHeld):
+            elif kind == "PathwayMeetingHeld":
                 keys[b.pathways].add(p.pathway_id)
         for cache, wanted in keys.items():
             cache.load(b.conn, wanted - {None})
@@ -188,7 +203,7 @@ class TargetGroupsProjection(Projection):
 
     def _digest(self, *parts: object) -> str:
         """A keyed digest (the pseudonym key) of identifying text: comparable, not readable."""
-        return self.key_of("identity|" + "|".join(str(p).strip().lower() for p in parts))
+        return self.key_of("identity|" + "|".join([str(p).strip().lower() for p in parts]))
 
     def _household(self, a: ev.Address | None) -> str | None:
         key = _address_key(a)
