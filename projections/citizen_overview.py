@@ -28,14 +28,14 @@ CASE = ("CaseOpened", "CaseStatusChanged", "CaseLegalBasisChanged", "CaseworkerA
         "CaseworkerUnassigned", "CaseActionRecorded", "CasePassivated", "CaseClosed",
         "CaseReopened")
 OTHER = ("GrantAwarded", "GrantChanged", "GrantEnded", "ConsentGiven", "ConsentWithdrawn",
-         "MarkingSet", "MarkingEnded", "PathwayStarted", "PathwayTovholderAssigned",
-         "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed")
+         "MarkingSet", "MarkingEnded", "PathwayStarted", "PathwayMembersChanged",
+         "PathwayTovholderAssigned", "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed")
 _CASE = frozenset(CASE)
 _GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
 _CONSENT = frozenset({"ConsentGiven", "ConsentWithdrawn"})
 _MARKING = frozenset({"MarkingSet", "MarkingEnded"})
-_PATHWAY = frozenset({"PathwayStarted", "PathwayTovholderAssigned", "PathwayMeetingHeld",
-                      "PathwayPlanUpdated", "PathwayClosed"})
+_PATHWAY = frozenset({"PathwayStarted", "PathwayMembersChanged", "PathwayTovholderAssigned",
+                      "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed"})
 #: Events that make a person known to the overview (a row is made if none exists yet).
 PRESENCE = frozenset(PERSON) | {"CaseOpened", "GrantAwarded", "ConsentGiven", "MarkingSet",
                                 "PathwayStarted"}
@@ -158,6 +158,7 @@ class CitizenOverviewProjection(Projection):
         keys: dict[RowCache, set[str]] = {c: set() for c in rows.all if c is not rows.aliases}
         persons, cases, relations = keys[rows.persons], keys[rows.cases], keys[rows.relations]
         replaced: set[str] = set()
+        changed_members: set[str] = set()
         for e in events:
             p = e.payload
             kind = type(p).__name__
@@ -181,7 +182,9 @@ class CitizenOverviewProjection(Projection):
                 keys[rows.markings].add(marking_key(p.system, p.marking_id))
             elif kind in _PATHWAY:
                 keys[rows.pathways].add(p.pathway_id)
-                if kind == "PathwayStarted":
+                if kind == "PathwayMembersChanged":
+                    changed_members.add(p.pathway_id)
+                if kind in ("PathwayStarted", "PathwayMembersChanged"):
                     keys[rows.members].update(
                         member_key(p.pathway_id, current(key_of(m))) for m in p.members)
                     if e.person_key:
@@ -193,6 +196,8 @@ class CitizenOverviewProjection(Projection):
                 replaced.add(old)
         for cache, wanted in keys.items():
             cache.load(conn, wanted)
+        if changed_members:  # the members they have now, to drop those who left
+            rows.members.load_where(conn, "pathway_id", changed_members)
         if replaced:
             self._load_replaced(rows, replaced | {current(k) for k in replaced}, conn)
 
@@ -392,6 +397,19 @@ class CitizenOverviewProjection(Projection):
         for key in sorted(members):
             rows.members.put(t.new_row(t.pathway_members, member_key=member_key(p.pathway_id, key),
                                        pathway_id=p.pathway_id, person_key=key))
+
+    def _on_PathwayMembersChanged(self, rows, e, p: ev.PathwayMembersChanged) -> None:  # noqa: N802
+        wanted = {rows.current(self.person_key_of(m)) for m in p.members}
+        if e.person_key:
+            wanted.add(e.person_key)
+        for row in rows.members.cached():
+            if row["pathway_id"] == p.pathway_id and row["person_key"] not in wanted:
+                rows.members.delete(row["member_key"])
+        for key in sorted(wanted):
+            if rows.members.get(member_key(p.pathway_id, key)) is None:
+                rows.members.put(t.new_row(t.pathway_members,
+                                           member_key=member_key(p.pathway_id, key),
+                                           pathway_id=p.pathway_id, person_key=key))
 
     def _on_PathwayTovholderAssigned(self, rows, e, p) -> None:  # noqa: N802
         self._pathway(rows, e, p.pathway_id).update(

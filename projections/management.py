@@ -76,7 +76,7 @@ class ManagementProjection(Projection):
         """Load the rows the batch touches, apply the events in order in memory, write once."""
         if not events:
             return
-        b = _Batch(self)
+        b = _Batch(self, conn)
         keys: dict[RowCache, set[str]] = {c: set() for c in b.caches}
         cases = keys[b.cases]
         for e in events:
@@ -193,6 +193,14 @@ class ManagementProjection(Projection):
         for k in sorted({self.key_of(m) for m in p.members} | ({self._key(e)} - {None})):
             b.members.put({"pathway_id": p.pathway_id, "person_key": k})
 
+    def _on_PathwayMembersChanged(self, b: _Batch, e, p: ev.PathwayMembersChanged) -> None:  # noqa: N802
+        wanted = {self.key_of(m) for m in p.members} | ({self._key(e)} - {None})
+        for row in b.members.with_first(b.conn, p.pathway_id):
+            if row["person_key"] not in wanted:
+                b.members.delete((p.pathway_id, row["person_key"]))
+        for k in sorted(wanted):
+            b.members.put({"pathway_id": p.pathway_id, "person_key": k})
+
     def _on_PathwayTovholderAssigned(self, b: _Batch, e, p: ev.PathwayTovholderAssigned) -> None:  # noqa: N802
         self._set(b.pathways, p.pathway_id, tovholder_id=p.caseworker_id,
                   tovholder_name=p.caseworker_name, tovholder_unit_id=p.unit_id)
@@ -221,11 +229,12 @@ def _meeting_id(e: ev.CanonicalEvent) -> str:
 class _Batch:
     """The rows of one batch, one cache per table."""
 
-    def __init__(self, p: ManagementProjection):
+    def __init__(self, p: ManagementProjection, conn: sa.Connection):
+        self.conn = conn
         self.persons, self.cases = RowCache(p.persons), RowCache(p.cases)
         self.grants, self.followups = RowCache(p.grants), RowCache(p.followups)
         self.pathways, self.meetings = RowCache(p.pathways), RowCache(p.meetings)
-        self.members = KeyedRows(p.members)  # written only: PathwayStarted adds members
+        self.members = KeyedRows(p.members)
         self.caches = (self.persons, self.cases, self.grants, self.followups, self.pathways,
                        self.meetings)
 

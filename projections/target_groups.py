@@ -191,7 +191,7 @@ class TargetGroupsProjection(Projection):
                 keys[b.consents].add(p.consent_id)
             elif kind in _OVERLAP:
                 keys[b.overlaps].add(p.overlap_id)
-            elif kind == "PathwayMeetingHeld":
+            elif kind in ("PathwayMeetingHeld", "PathwayMembersChanged"):
                 keys[b.pathways].add(p.pathway_id)
         for cache, wanted in keys.items():
             cache.load(b.conn, wanted - {None})
@@ -352,6 +352,14 @@ class TargetGroupsProjection(Projection):
 
     def _on_PathwayStarted(self, b: _Batch, e, p: ev.PathwayStarted) -> None:  # noqa: N802
         for k in sorted({self.key_of(m) for m in p.members} | ({self._subject(e)} - {None})):
+            b.pathways.put({"pathway_id": p.pathway_id, "person_key": k})
+
+    def _on_PathwayMembersChanged(self, b: _Batch, e, p: ev.PathwayMembersChanged) -> None:  # noqa: N802
+        wanted = {self.key_of(m) for m in p.members} | ({self._subject(e)} - {None})
+        for row in b.pathways.with_first(b.conn, p.pathway_id):
+            if row["person_key"] not in wanted:
+                b.pathways.delete((p.pathway_id, row["person_key"]))
+        for k in sorted(wanted):
             b.pathways.put({"pathway_id": p.pathway_id, "person_key": k})
 
     def _on_PathwayMeetingHeld(self, b: _Batch, e, p: ev.PathwayMeetingHeld) -> None:  # noqa: N802

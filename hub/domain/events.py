@@ -241,6 +241,12 @@ class PathwayStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class PathwayMembersChanged:
+    pathway_id: str
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PathwayTovholderAssigned:
     pathway_id: str
     caseworker_id: str
@@ -343,6 +349,7 @@ PAYLOAD_TYPES: dict[str, type] = {
         MarkingSet, MarkingEnded, PathwayStarted, PathwayTovholderAssigned, PathwayMeetingHeld,
         PathwayPlanUpdated, PathwayClosed, TargetGroupMatchStarted, TargetGroupMatchEnded,
         OverlapDetected, OverlapResolved, PersonRecordAccessed, SupervisionSampleDrawn,
+        PathwayMembersChanged,
     )
 }
 

@@ -19,6 +19,7 @@ class NoStream(ValueError):
 # the subject's person key, whether the subject's person key is appended).
 _OWN_STREAM: dict[type, tuple[str, str | None, bool]] = {
     ev.PathwayStarted: ("pathway", "pathway_id", False),
+    ev.PathwayMembersChanged: ("pathway", "pathway_id", False),
     ev.PathwayTovholderAssigned: ("pathway", "pathway_id", False),
     ev.PathwayMeetingHeld: ("pathway", "pathway_id", False),
     ev.PathwayPlanUpdated: ("pathway", "pathway_id", False),

@@ -273,3 +273,47 @@ def test_the_cpr_registers_name_wins_over_a_fagsystems_spelling(store, engine, r
         names = [q.citizen_overview(conn, store.person_key(p), today=TODAY).person.name
                  for p in (first, second)]
     assert names == ["Mia Glasmose", "Mia Glasmose"]
+
+
+def test_pathway_members_follow_members_changed_in_every_projection(store, engine):
+    """A member added to the pathway later (a new party on the pathway case) gets the pathway
+    in their overview, in the target groups' and the management facts; one who leaves loses
+    it; the primary citizen stays a member; a rebuild gives the same rows."""
+    from projections.registry import build_projections
+    from tests.projections.conftest import dump, make_runner
+
+    every = build_projections(store.person_key)  # all registered projections
+    assert {"target_groups", "management"} <= {p.name for p in every}
+    runner = make_runner(store, engine, projections=every)
+    store.append(sc.family())
+    runner.run()
+    mother, father, child = (store.person_key(x) for x in (sc.MOTHER, sc.FATHER, sc.CHILD))
+    tables = (t.pathway_members.name, "tg_pathway_members", "mi_pathway_members")
+
+    def members() -> dict[str, set[str]]:
+        with engine.connect() as conn:
+            return {name: {r[0] for r in conn.execute(sa.text(
+                f"SELECT person_key FROM {name} WHERE pathway_id = 'p-1'"))} for name in tables}
+
+    def pathway_of(key: str) -> str | None:
+        with engine.connect() as conn:
+            o = q.citizen_overview(conn, key, today=TODAY)
+        assert o is not None
+        return o.pathway.pathway_id if o.pathway else None
+
+    assert pathway_of(father) is None
+    store.append([event(ev.PathwayMembersChanged("p-1", (sc.CHILD, sc.FATHER)),
+                        person=sc.MOTHER, source="sbsys")])
+    runner.run()
+    assert all(m == {mother, child, father} for m in members().values()), members()
+    assert pathway_of(father) == "p-1"
+    store.append([event(ev.PathwayMembersChanged("p-1", (sc.FATHER,)), person=sc.MOTHER,
+                        source="sbsys")])
+    runner.run()
+    assert all(m == {mother, father} for m in members().values()), members()
+    assert pathway_of(child) is None and pathway_of(father) == pathway_of(mother) == "p-1"
+    live = dump(engine, every)
+    rebuilt = make_runner(store, engine, batch_size=3,
+                          projections=build_projections(store.person_key))
+    rebuilt.rebuild()
+    assert dump(engine, rebuilt.projections) == live

@@ -328,3 +328,28 @@ def test_note_lines_keep_the_caseworkers_text():
     assert changed.splitlines()[:2] == once.splitlines()[:2]
     assert without_line(changed, "glasplade:a:1") == f"{CASEWORKER_TEXT}\nAndet [glasplade:b:2]"
     assert without_line(None, "glasplade:a:1") == ""
+
+
+def test_a_party_added_to_the_pathway_case_reaches_the_store(fam, store):
+    """A caseworker adds a party to the pathway case in SBSYS: the connector records the new
+    member set (PathwayMembersChanged) once; reading the same parties again adds nothing."""
+    sims, child, parent, engine = fam
+    rules = _family("automatic")
+    assert _night(store, engine, rules, 0) == ["CreatePathwayCase", "SetOtherSystemMarking"]
+    assert _execute(store, engine, sims) == {"done": 2, "failed": 0}
+    (case,) = sims.pathway_cases(child)
+    (first,) = _events(store, child, "PathwayMembersChanged")  # recorded with the write
+    assert set(first.payload.members) == {child, parent}
+
+    runner = ConnectorRunner(store, [sbsys_connector(Settings())])
+    assert runner.run_once().ok
+    assert len(_events(store, child, "PathwayMembersChanged")) == 1  # same parties: nothing
+    other = next(p.cpr for p in sims.m.persons if p.cpr not in (child, parent))
+    assert sims.sbsys_reader.add_parties(case["Id"], [other])
+    assert runner.run_once().ok
+    first_again, now = _events(store, child, "PathwayMembersChanged")
+    assert first_again.event_id == first.event_id
+    assert set(now.payload.members) == {child, parent, other}
+    assert now.payload.pathway_id == first.payload.pathway_id == f"sbsys:{case['Nummer']}"
+    assert runner.run_once().ok
+    assert len(_events(store, child, "PathwayMembersChanged")) == 2
