@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -125,10 +126,31 @@ def _nested(cls: type) -> tuple[tuple[str, str], ...]:
 
 def payload_from_record(cls: type, data: dict[str, Any]) -> Any:
     """Fast path for records already checked by Avro decoding (types and field names are right):
-    only nested records and arrays are converted.
+    only nested records and arrays are converted. See :func:`record_reader`.
+    """
+    try:
+        return record_reader(cls)(data)
+    except (TypeError, ValueError) as exc:  # a field the class lacks or misses; not a record
+        raise PayloadError(f"{cls.__name__}: {exc}") from None
+
+
+@cache
+def record_reader(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """The function that builds ``cls`` from a record as Avro decoding gives it, made once per
+    class: a plain record goes straight to the class; a nested ``Address`` (a dict, or a union
+    branch given as ``(name, record)``) becomes an ``Address``, an array a tuple. Field names
+    and types are not checked beyond what the classes do (a wrong or missing name is a
+    ``TypeError``): Avro decoding has checked them.
     """
     nested = _nested(cls)
-    if nested:
+    if not nested:
+        def read_plain(data: dict[str, Any]) -> Any:
+            return cls(**data)
+        return read_plain
+
+    address = ev.Address
+
+    def read_nested(data: dict[str, Any]) -> Any:
         data = dict(data)
         for name, kind in nested:
             value = data.get(name)
@@ -137,10 +159,8 @@ def payload_from_record(cls: type, data: dict[str, Any]) -> Any:
             if kind == "address":
                 if isinstance(value, tuple):  # a union branch given as (name, record)
                     value = value[1]
-                data[name] = ev.Address(**value)
+                data[name] = address(**value)
             else:
                 data[name] = tuple(value)
-    try:
         return cls(**data)
-    except TypeError as exc:
-        raise PayloadError(f"{cls.__name__}: {exc}") from None
+    return read_nested

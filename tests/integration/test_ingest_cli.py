@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -133,6 +134,42 @@ def test_clean_files_exit_zero_and_rerun_stores_nothing(runner, store_url, tmp_p
     result, out = _run(runner, "ingest", str(avro_path), str(jsonl), "--store", store_url)
     assert result.exit_code == 0, out
     assert "read 4, stored 0, duplicate 4, rejected 0" in out
+
+
+def test_bad_avro_records_are_dead_lettered_and_the_rest_stored(runner, store_url, tmp_path):
+    # What Avro decoding cannot catch: empty strings, unknown schema versions, CPR form, no
+    # stream. A person with an address (a union branch holding a record) goes in whole.
+    good = good_events() + [_event(ev.PersonRegistered(
+        first_name="Testa", last_name="Testesen", birth_date=date(1987, 6, 5), sex="K",
+        address=ev.Address("Glasvej", "1", "9990", "Glasby", floor="2")), 4, case_key=None,
+        source="cpr")]
+    base = ev.CaseActionRecorded(action_id="b", action_type="journal_note")
+    bad = {  # a word of the reason -> the record
+        "missing required field(s): source_version": replace(_event(base, 10),
+                                                             source_version=""),
+        "schema_version 99": replace(_event(base, 11), schema_version=99),
+        "person is not a CPR": _event(base, 12, person="0000000000"),
+        "needs a person": _event(ev.PersonCivilStatusChanged(civil_status="G"), 13,
+                                 case_key=None, person=None),
+    }
+    mixed = [good[0], *bad.values(), *good[1:]]
+    path = tmp_path / "mixed.avro"
+    write_avro(path, mixed, schemas_mod.default())
+
+    result, out = _run(runner, "ingest", str(path), "--store", store_url, "--batch-size", "3")
+    assert result.exit_code == 2, out
+    assert "read 9, stored 5, duplicate 0, rejected 4" in out
+    store = make_store(store_url)
+    try:
+        stored = store.read()
+        assert [(e.event_id, e.payload, e.person) for e in stored] == [
+            (e.event_id, e.payload, e.person) for e in good]
+        by_origin = {d.reason.split(":")[0]: d.reason for d in store.dead_letters()}
+        assert len(by_origin) == 4
+        for reason, e in bad.items():
+            assert reason in by_origin[f"mixed.avro#{mixed.index(e) + 1}"], (reason, by_origin)
+    finally:
+        store.close()
 
 
 def test_a_json_person_with_a_nested_record_is_ingested(runner, store_url, tmp_path):

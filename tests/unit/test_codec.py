@@ -8,7 +8,13 @@ import orjson
 import pytest
 
 from hub.domain import events as ev
-from hub.domain.codec import PayloadError, payload_from_dict, payload_to_dict
+from hub.domain.codec import (
+    PayloadError,
+    payload_from_dict,
+    payload_from_record,
+    payload_to_dict,
+    record_reader,
+)
 from tests.fixtures.make_fixtures import sample_payload
 
 
@@ -58,3 +64,51 @@ def test_a_list_field_must_be_a_list():
     with pytest.raises(PayloadError, match="unit_ids"):
         payload_from_dict(ev.ConsentGiven, {"consent_id": "c", "purpose": "p",
                                             "unit_ids": "a,b", "valid_from": date(2024, 1, 1)})
+
+
+# --- records as Avro decoding gives them ------------------------------------------------------
+
+_ADDRESS = {"street": "Glasvej", "house_number": "1", "postcode": "9990", "city": "Glasby",
+            "floor": None, "door": None, "municipality_code": None, "address_id": None}
+
+
+@pytest.mark.parametrize("name", sorted(ev.PAYLOAD_TYPES))
+def test_every_payload_from_its_avro_record(name):
+    cls = ev.PAYLOAD_TYPES[name]
+    for fill in (True, False):
+        p = sample_payload(cls, 5, fill_optional=fill)
+        got = payload_from_record(cls, payload_to_dict(p))  # arrays as lists, Address as dict
+        assert got == p and type(got) is cls
+        assert record_reader(cls)(payload_to_dict(p)) == p
+
+
+def test_an_address_branch_comes_as_a_dict_or_as_name_and_record():
+    body = {"first_name": "Testa", "last_name": "Testesen", "birth_date": date(1975, 3, 9),
+            "sex": "K", "civil_status": None, "protected_address": False}
+    want = ev.Address("Glasvej", "1", "9990", "Glasby")
+    as_dict = payload_from_record(ev.PersonRegistered, {**body, "address": dict(_ADDRESS)})
+    as_branch = payload_from_record(ev.PersonRegistered, {
+        **body, "address": ("dk.glasplade.events.Address", dict(_ADDRESS))})
+    assert as_dict.address == as_branch.address == want
+    assert payload_from_record(ev.PersonRegistered, {**body, "address": None}).address is None
+
+
+def test_the_record_is_not_changed():
+    data = {"consent_id": "c", "purpose": "p", "unit_ids": ["a"], "valid_from": date(2024, 1, 1),
+            "valid_until": None}
+    assert payload_from_record(ev.ConsentGiven, data).unit_ids == ("a",)
+    assert data["unit_ids"] == ["a"]  # a dead letter shows the record as it was read
+
+
+@pytest.mark.parametrize("cls,data", [
+    (ev.CaseStatusChanged, {"status": "open", "colour": "red"}),   # a field the class lacks
+    (ev.CaseStatusChanged, {"previous_status": "open"}),           # a required field missing
+    (ev.CaseStatusChanged, None),                                  # not a record
+    (ev.PersonAddressChanged, {"address": {"street": "Glasvej"}}),  # an incomplete Address
+    (ev.PersonAddressChanged, "Glasvej 1"),
+    (ev.ConsentGiven, {"consent_id": "c", "purpose": "p", "unit_ids": 5,
+                       "valid_from": date(2024, 1, 1)}),
+])
+def test_records_that_do_not_fit_their_class_are_payload_errors(cls, data):
+    with pytest.raises(PayloadError, match=cls.__name__):
+        payload_from_record(cls, data)

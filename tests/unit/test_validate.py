@@ -107,3 +107,77 @@ def test_avro_payload_must_name_its_record(validator):
         validator.from_avro(record(event_type="CaseClosed",
                                    payload=(f"{schemas_mod.NAMESPACE}.CaseReopened",
                                             {"reason": None})))
+
+
+# --- records as the hub's Avro reader decodes them ---------------------------------------
+
+
+def _decoded(tmp_path, events: list[ev.CanonicalEvent]) -> list[dict]:
+    """The records of ``events`` as the hub's reader decodes them from a container file."""
+    path = tmp_path / "d.avro"
+    write_avro(path, events, schemas_mod.default())
+    return [r.record for r in read_file(path, schemas_mod.default())]
+
+
+def _good_avro(tmp_path) -> dict:
+    e = ev.CanonicalEvent(
+        event_id=uuid.uuid4(), source_system="dubu", source_record_id="S-1", source_version="3",
+        occurred_at=datetime(2024, 5, 1, 8, tzinfo=UTC), person=PERSON, case_key="dubu:S-1",
+        payload=ev.CaseStatusChanged("active", "open"))
+    (rec,) = _decoded(tmp_path, [e])
+    return rec
+
+
+def _named(name: str, body: dict) -> tuple[str, dict]:
+    return (f"{schemas_mod.NAMESPACE}.{name}", body)
+
+
+@pytest.mark.parametrize("over,reason", [
+    ({"event_type": "CaseClosed"}, "does not match the payload record"),
+    ({"event_type": "CaseTeleported", "payload": _named("CaseTeleported", {"status": "x"})},
+     "unknown event type"),
+    ({"payload": {"status": "active"}}, "named record"),
+    ({"source_record_id": ""}, "missing required field(s): source_record_id"),
+    ({"source_version": ""}, "missing required field(s): source_version"),
+    ({"source_system": None}, "missing required field(s): source_system"),
+    ({"source_version": 3}, "source_version must be a string"),
+    ({"case_key": 17}, "case_key must be a string or null"),
+    ({"schema_version": 0}, "schema_version 0"),
+    ({"schema_version": 99}, "schema_version 99"),
+    ({"schema_version": "1"}, "schema_version '1'"),
+    ({"event_id": "not-a-uuid"}, "is not a UUID"),
+    ({"occurred_at": "yesterday"}, "not an ISO 8601 timestamp"),
+    ({"person": "0000000000"}, "person is not a CPR"),
+    ({"person": "750309-4004"}, "person is not a CPR"),
+    ({"person": None, "case_key": None}, "needs a person"),
+    ({"payload": _named("CaseStatusChanged", {"status": "x", "colour": "red"})},
+     "CaseStatusChanged"),
+    ({"payload": _named("CaseStatusChanged", {})}, "CaseStatusChanged"),
+    ({"payload": _named("CaseStatusChanged", None)}, "CaseStatusChanged"),
+])
+def test_bad_decoded_avro_records_are_rejected_with_a_reason(validator, tmp_path, over, reason):
+    rec = _good_avro(tmp_path)
+    assert validator.from_avro(rec).source_record_id == "S-1"
+    rec.update(over)
+    with pytest.raises(Rejected) as info:
+        validator.from_avro(rec)
+    assert reason in str(info.value)
+
+
+def test_unusual_but_good_avro_records_are_accepted(validator, tmp_path):
+    rec = _good_avro(tmp_path)
+    rec["occurred_at"] = datetime(2024, 7, 1, 12)  # naive: Danish local time
+    rec["event_id"] = str(rec["event_id"])         # text, as event_to_avro gives it
+    e = validator.from_avro(rec)
+    assert e.occurred_at.astimezone(UTC).hour == 10
+    assert isinstance(e.event_id, uuid.UUID)
+
+
+@pytest.mark.parametrize("name", ["CasePassivated", "CaseClosed", "CaseReopened"])
+def test_records_of_the_same_shape_become_their_own_class(validator, tmp_path, name):
+    # The three records have the same fields: only the branch name tells them apart.
+    rec = _good_avro(tmp_path)
+    rec.update(event_type=name, payload=_named(name, {"reason": "r"}))
+    got = validator.from_avro(rec)
+    assert type(got.payload) is ev.PAYLOAD_TYPES[name]
+    assert got.event_type == name
