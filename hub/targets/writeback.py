@@ -20,7 +20,9 @@ Per match and rule there are three things to keep in step (docs/write-back.md):
   on the match's persons in one fagsystem, naming the other systems their cases are in.
 The last two are desired states: each night the current match is planned again and
 ``record_plan`` keeps only what differs from the last command for the same match (a newer
-command supersedes an older one still waiting).
+command supersedes an older one still waiting). What it needs of the past is kept per slot in
+``tg_writeback_slot`` (latest command, digest of the state it set, cases created, waiting
+commands), in step with the record, so a night reads the slots it plans, not the history.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -63,6 +65,20 @@ WRITEBACK = sa.Table(
     sa.Column("last_error", sa.Text), sa.Column("result", sa.Text),
     sa.Column("planned_at", _TS), sa.Column("decided_by", sa.String(200)),
     sa.Column("decided_at", _TS), sa.Column("written_at", _TS))
+#: Per slot (``_slot``: marking, pathway case or other-system marking of a rule's subject)
+#: what planning needs of its past, kept with the record in the same transaction.
+SLOTS = sa.Table(
+    "tg_writeback_slot", _md,
+    sa.Column("slot", sa.String(450), primary_key=True),  # _slot_key: one key, one look-up
+    sa.Column("rule_id", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("thing", sa.String(20), nullable=False),
+    sa.Column("latest", sa.String(300)),  # the command id of the latest command
+    sa.Column("latest_at", _TS), sa.Column("latest_rank", sa.Integer),
+    sa.Column("digest", sa.String(32)),
+    sa.Column("creates", sa.Integer, nullable=False, default=0),
+    sa.Column("written", sa.String(300)),
+    sa.Column("waiting", sa.Text, nullable=False, default="[]"))
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -367,33 +383,219 @@ def _slot(c: Command) -> tuple[str, str, str] | None:
 
 
 _SLOT_KINDS = [cls.__name__ for cls in (*_MARKING, *_PATHWAY, *_OTHER)]
+#: Kinds of command a later one in the same slot can supersede while it waits.
+_WAITS = frozenset(cls.__name__ for cls in (SetMarking, CreatePathwayCase, UpdatePathwayCase,
+                                            SetOtherSystemMarking))
+_CASE = (CreatePathwayCase, UpdatePathwayCase)
+_CASE_KINDS = ("CreatePathwayCase", "UpdatePathwayCase")
 
 
-def _history(conn: sa.Connection, slots: set[tuple[str, str, str]]
-             ) -> dict[tuple[str, str, str], list[list[Any]]]:
-    """Per slot, its recorded commands in order as [command, status]."""
-    w = WRITEBACK
-    rows: list[Any] = []
-    by_rule: dict[str, list[str]] = {}
-    for _, rule_id, subject in slots:
-        by_rule.setdefault(rule_id, []).append(subject)
-    for rule_id, subjects in by_rule.items():
-        subjects = sorted(set(subjects))
-        q = sa.select(w.c.command, w.c.status, w.c.planned_at, w.c.subject).where(
-            w.c.kind.in_(_SLOT_KINDS), w.c.rule_id == rule_id)
-        if len(subjects) > 500:  # most of the rule's matches: one pass over its rows
-            wanted = set(subjects)
-            rows += [row for row in conn.execute(q) if row.subject in wanted]
-            continue
-        rows += conn.execute(q.where(w.c.subject.in_(subjects))).all()
-    out: dict[tuple[str, str, str], list[list[Any]]] = {}
-    decoded = [(decode(row.command), row.status, row.planned_at) for row in rows]
-    decoded.sort(key=lambda x: (x[2], _RANK[type(x[0])]))
-    for c, status, _ in decoded:
-        slot = _slot(c)
-        assert slot is not None
-        out.setdefault(slot, []).append([c, status])
+def _content(c: Command) -> str | None:
+    """A digest of the state a command asks for, for the commands that set a state (the
+    pathway case's title, parties and evidence; the other-system line and its persons)."""
+    if isinstance(c, CreatePathwayCase | UpdatePathwayCase):
+        return hashlib.sha256(orjson.dumps((c.title, c.parties, c.evidence))).hexdigest()[:32]
+    if isinstance(c, SetOtherSystemMarking):
+        return hashlib.sha256(orjson.dumps((c.text, c.persons))).hexdigest()[:32]
+    return None
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite: naive, as UTC
+
+
+class _Record:
+    """Recorded commands looked up by id, in chunks: status and encoded command (absent: not
+    recorded)."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+        self.of: dict[str, tuple[str, str] | None] = {}
+
+    def fetch(self, ids: Iterable[str]) -> None:
+        todo = sorted({i for i in ids if i not in self.of})
+        self.of.update(dict.fromkeys(todo))
+        w = WRITEBACK
+        for chunk in key_chunks(self.conn, todo):
+            for command_id, status, command in self.conn.execute(sa.select(
+                    w.c.command_id, w.c.status, w.c.command).where(
+                        among(self.conn, w.c.command_id, chunk))):
+                self.of[command_id] = (status, command)
+
+    def get(self, command_id: str) -> tuple[str, str] | None:
+        if command_id not in self.of:
+            self.fetch([command_id])
+        return self.of[command_id]
+
+
+@dataclass(slots=True, eq=False)
+class _SlotState:
+    """What reconciling needs of a slot's past (a row of ``tg_writeback_slot``): the latest
+    command (its id; read and decoded only when needed) and the digest of the state it set,
+    how many pathway cases were created, the key of a case known to be written, and the
+    commands that may still be waiting ([command id, kind, case key])."""
+
+    latest_id: str | None = None
+    latest_obj: Command | None = None
+    digest: str | None = None
+    top_id: str | None = None
+    top_at: datetime | None = None
+    top_rank: int = 0
+    top_digest: str | None = None
+    creates: int = 0
+    written: str | None = None
+    waiting_text: str = "[]"
+    waiting_list: list[list[Any]] | None = None
+    stored: bool = False
+    dirty: bool = False
+
+    @classmethod
+    def of_row(cls, row: Any) -> _SlotState:
+        return cls(latest_id=row.latest, digest=row.digest, top_id=row.latest,
+                   top_at=row.latest_at, top_rank=row.latest_rank or 0, top_digest=row.digest,
+                   creates=row.creates, written=row.written, waiting_text=row.waiting,
+                   stored=True)
+
+    @property
+    def waiting(self) -> list[list[Any]]:
+        if self.waiting_list is None:
+            self.waiting_list = orjson.loads(self.waiting_text)
+        return self.waiting_list
+
+    def latest(self, record: _Record) -> Command | None:
+        if self.latest_obj is None and self.latest_id is not None:
+            found = record.get(self.latest_id)
+            self.latest_obj = decode(found[1]) if found is not None else None
+        return self.latest_obj
+
+    def unchanged(self, c: Command) -> bool:
+        """``c`` asks for the state the latest command set (or ends one not set): no need to
+        read the past any further."""
+        if self.digest is None:
+            return isinstance(c, EndOtherSystemMarking)
+        return self.digest == _content(c)
+
+    def add(self, c: Command, at: datetime) -> None:
+        """``c`` recorded at ``at``. The latest command while planning is the last one added;
+        the one stored is the latest in (planning time, kind) order, as the record reads
+        back."""
+        self.latest_obj, self.latest_id, self.digest = c, c.command_id, _content(c)
+        rank = _RANK[type(c)]
+        if self.top_at is None or (_utc(at), rank) >= (_utc(self.top_at), self.top_rank):
+            self.top_id, self.top_at, self.top_rank, self.top_digest = (
+                c.command_id, at, rank, self.digest)
+        self.creates += isinstance(c, CreatePathwayCase)
+        self.dirty = True
+
+    def values(self) -> dict[str, Any]:
+        return {"latest": self.top_id, "latest_at": self.top_at, "latest_rank": self.top_rank,
+                "digest": self.top_digest, "creates": self.creates, "written": self.written,
+                "waiting": (self.waiting_text if self.waiting_list is None
+                            else orjson.dumps(self.waiting_list).decode())}
+
+
+_SLOT_READ = [SLOTS.c[k] for k in ("slot", "latest", "latest_at", "latest_rank", "digest",
+                                   "creates", "written", "waiting")]
+
+
+def _slot_key(slot: tuple[str, str, str]) -> str:
+    thing, rule_id, subject = slot
+    return f"{thing}:{len(rule_id)}:{rule_id}:{subject}"
+
+
+def _load_slots(conn: sa.Connection, wanted: set[tuple[str, str, str]]
+                ) -> dict[tuple[str, str, str], _SlotState]:
+    """The state of each wanted slot: primary-key look-ups, chunked."""
+    keys = {_slot_key(slot): slot for slot in wanted}
+    out: dict[tuple[str, str, str], _SlotState] = {}
+    for chunk in key_chunks(conn, sorted(keys)):
+        for row in conn.execute(sa.select(*_SLOT_READ).where(among(conn, SLOTS.c.slot, chunk))):
+            out[keys[row.slot]] = _SlotState.of_row(row)
+    for slot in wanted:
+        if slot not in out:
+            out[slot] = _SlotState()
     return out
+
+
+def _store_slots(conn: sa.Connection, slots: Mapping[tuple[str, str, str], _SlotState]) -> None:
+    """The changed slots written back (replaced: delete and insert, in chunks)."""
+    t = SLOTS
+    rows: list[dict[str, Any]] = []
+    stale: list[str] = []
+    for slot, s in slots.items():
+        if not s.dirty:
+            continue
+        if s.stored:
+            stale.append(_slot_key(slot))
+        rows.append(_slot_row(slot, s))
+        s.stored, s.dirty = True, False
+    for chunk in key_chunks(conn, stale):
+        conn.execute(t.delete().where(among(conn, t.c.slot, chunk)))
+    if rows:
+        conn.execute(t.insert(), rows)
+
+
+def _slot_row(slot: tuple[str, str, str], s: _SlotState) -> dict[str, Any]:
+    thing, rule_id, subject = slot
+    return {"slot": _slot_key(slot), "rule_id": rule_id, "subject": subject, "thing": thing,
+            **s.values()}
+
+
+_FILLED = {"slot": "(filled)", "rule_id": "", "subject": "", "thing": "(filled)"}
+
+
+def _fill_slots(conn: sa.Connection) -> bool:
+    """Fill ``tg_writeback_slot`` from the whole record, once: a database from before the
+    table has only the record. Idempotent: a marker row, written in the same transaction as
+    the slots, says it was done (a fill that did not commit is done again). True if it ran."""
+    t, w = SLOTS, WRITEBACK
+    if conn.execute(sa.select(t.c.slot).where(t.c.slot == _FILLED["slot"])).first() is not None:
+        return False
+    conn.execute(t.delete())
+    q = (sa.select(w.c.command, w.c.status, w.c.planned_at, w.c.rule_id, w.c.subject)
+         .where(w.c.kind.in_(_SLOT_KINDS)).order_by(w.c.rule_id, w.c.subject))
+    group: list[tuple[Any, ...]] = []
+    rows: list[dict[str, Any]] = []
+    n = 0
+
+    def flush() -> None:
+        nonlocal n
+        per_slot: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+        for entry in group:
+            slot = _slot(entry[1])
+            assert slot is not None
+            per_slot.setdefault(slot, []).append(entry)
+        for slot, entries in per_slot.items():
+            entries.sort(key=lambda e: (_utc(e[0]), _RANK[type(e[1])]))
+            s, done_keys = _SlotState(), set()
+            for at, c, status in entries:
+                s.add(c, at)
+                if type(c).__name__ in _WAITS and status in PENDING:
+                    s.waiting.append([c.command_id, type(c).__name__,
+                                      getattr(c, "external_key", None)])
+                if isinstance(c, _CASE) and status == "done":
+                    done_keys.add(c.external_key)
+            if isinstance(s.latest_obj, _CASE) and s.latest_obj.external_key in done_keys:
+                s.written = s.latest_obj.external_key
+            rows.append(_slot_row(slot, s))
+        group.clear()
+        if len(rows) >= 5000:
+            conn.execute(t.insert(), rows)
+            n += len(rows)
+            rows.clear()
+
+    last: tuple[str, str] | None = None
+    for row in conn.execute(q.execution_options(yield_per=5000)):
+        if (row.rule_id, row.subject) != last and group:
+            flush()
+        last = (row.rule_id, row.subject)
+        group.append((row.planned_at, decode(row.command), row.status))
+    flush()
+    if rows:
+        conn.execute(t.insert(), rows)
+    conn.execute(t.insert().values(**_FILLED, creates=0, waiting="[]"))
+    log.info("write-back slots filled from the record", slots=n + len(rows))
+    return True
 
 
 def _renamed(c: Any, cls: type, **changes: Any) -> Any:
@@ -403,31 +605,33 @@ def _renamed(c: Any, cls: type, **changes: Any) -> Any:
     return cls(**{**fields, **changes})
 
 
-def _reconcile(c: Command, past: list[list[Any]]) -> Command | None:
-    """``c`` as it should be recorded after ``past`` (its slot's commands), or None when it
-    would change nothing."""
-    latest = past[-1][0] if past else None
-    if isinstance(c, EndMarking):  # end it on whom it was set on
-        return (dataclasses.replace(c, persons=latest.persons)
-                if isinstance(latest, SetMarking) else c)
+def _reconcile(c: Command, s: _SlotState, record: _Record) -> Command | None:
+    """``c`` as it should be recorded after its slot's past ``s``, or None when it would change
+    nothing (the state it asks for is the one last asked for)."""
     if isinstance(c, SetMarking):
         return c
+    if isinstance(c, EndMarking):  # end it on whom it was set on
+        latest = s.latest(record)
+        return (dataclasses.replace(c, persons=latest.persons)
+                if isinstance(latest, SetMarking) else c)
+    if s.unchanged(c):
+        return None
+    latest = s.latest(record)
     if isinstance(c, _PATHWAY):
-        episode = [x for x in past if isinstance(x[0], CreatePathwayCase | UpdatePathwayCase)]
-        active = latest if isinstance(latest, CreatePathwayCase | UpdatePathwayCase) else None
+        active = latest if isinstance(latest, _CASE) else None
         if isinstance(c, PassivatePathwayCase):
             return None if active is None else dataclasses.replace(
                 c, external_key=active.external_key)
         if active is None:  # a new case: the first, or the next after a passivated one
-            n = sum(isinstance(x[0], CreatePathwayCase) for x in past)
+            n = s.creates
             key = c.external_key if n == 0 else f"{c.external_key}:{n + 1}"
             return _renamed(c, CreatePathwayCase, external_key=key)
-        if (active.title, active.parties, active.evidence) == (c.title, c.parties, c.evidence):
-            return None
-        written = any(x[1] == "done" and x[0].external_key == active.external_key
-                      for x in episode)
-        return _renamed(c, UpdatePathwayCase if written else CreatePathwayCase,
-                        external_key=active.external_key)
+        key = active.external_key
+        if s.written != key and any(k == key and (record.get(i) or ("",))[0] == "done"
+                                    for i, _, k in s.waiting):
+            s.written, s.dirty = key, True  # the case was written: what follows updates it
+        return _renamed(c, UpdatePathwayCase if s.written == key else CreatePathwayCase,
+                        external_key=key)
     active_set = latest if isinstance(latest, SetOtherSystemMarking) else None
     if isinstance(c, EndOtherSystemMarking):
         return None if active_set is None else dataclasses.replace(c,
@@ -435,49 +639,80 @@ def _reconcile(c: Command, past: list[list[Any]]) -> Command | None:
     assert isinstance(c, SetOtherSystemMarking)
     if active_set is None:
         return dataclasses.replace(c, since=c.valid_from, drop=())
-    if (active_set.text, active_set.persons) == (c.text, c.persons):
-        return None
     return dataclasses.replace(c, since=active_set.since or active_set.valid_from,
                                drop=tuple(sorted(set(active_set.persons) - set(c.persons))))
 
 
-def _supersedes(new: Command, old: Command) -> bool:
-    """A newer command makes an older one that is still waiting pointless."""
-    if isinstance(old, SetMarking):
+def _supersedes(new: Command, kind: str, key: str | None) -> bool:
+    """A newer command makes an older one (of ``kind``, for the case ``key``) that is still
+    waiting pointless."""
+    if kind == "SetMarking":
         return isinstance(new, EndMarking)
-    if isinstance(old, CreatePathwayCase | UpdatePathwayCase):
-        return isinstance(new, _PATHWAY) and new.external_key == old.external_key
-    return isinstance(old, SetOtherSystemMarking) and isinstance(new, _OTHER)
+    if kind in _CASE_KINDS:
+        return isinstance(new, _PATHWAY) and new.external_key == key
+    return kind == "SetOtherSystemMarking" and isinstance(new, _OTHER)
 
 
 def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now: datetime
                 ) -> int:
     """Store planned commands once (a command id already recorded is left as it is). Commands
     that keep a pathway case or an other-system marking in step are recorded only when they
-    change something, completed from their slot's history (the case's key, the persons to
-    unmark); older ones still waiting in the slot become ``superseded``."""
+    change something, completed from their slot's past (the case's key, the persons to
+    unmark); older ones still waiting in the slot become ``superseded``.
+
+    The past is read from ``tg_writeback_slot`` (a row per slot, kept in step here, in the
+    caller's transaction), never from the whole record: the cost is that of the slots planned
+    (plus, for the slots that change, their latest command and waiting ones, read by id)."""
     _md.create_all(conn)
-    ids = [c.command_id for c, _ in planned]
+    _fill_slots(conn)
+    slots = _load_slots(conn, {s for c, _ in planned if (s := _slot(c)) is not None})
+    # the first command for a slot asking for the state it already has changes nothing (recorded
+    # or not), so it needs no look-up
+    first: set[tuple[str, str, str]] = set()
+    asked: list[tuple[Command, str]] = []
+    for c, mode in planned:
+        slot = _slot(c)
+        if slot is not None and slot not in first:
+            first.add(slot)
+            if not isinstance(c, _MARKING) and slots[slot].unchanged(c):
+                continue
+        asked.append((c, mode))
+    ids = [c.command_id for c, _ in asked]
     known: set[str] = set()
     for chunk in key_chunks(conn, ids):
         known |= set(conn.execute(sa.select(WRITEBACK.c.command_id).where(
             among(conn, WRITEBACK.c.command_id, chunk))).scalars())
-    fresh = [(c, mode) for c, mode in planned if c.command_id not in known]
-    history = _history(conn, {s for c, _ in fresh if (s := _slot(c)) is not None})
+    fresh = [(c, mode) for c, mode in asked if c.command_id not in known]
+    # the past that the changed slots need, read by id in one go: the latest command, and the
+    # waiting commands' status (was a case still being created written meanwhile?)
+    needed: list[str] = []
+    for c, _ in fresh:
+        if (slot := _slot(c)) is not None and not isinstance(c, SetMarking):
+            s = slots[slot]
+            if s.latest_obj is None and s.latest_id is not None:
+                needed.append(s.latest_id)
+            needed += [i for i, _, _ in s.waiting]  # also: is it still waiting?
+    record = _Record(conn)
+    record.fetch(needed)
     rows, superseded = [], []
     for c, mode in fresh:
         slot = _slot(c)
         if slot is not None:
-            past = history.setdefault(slot, [])
-            done = _reconcile(c, past)
+            s = slots[slot]
+            done = _reconcile(c, s, record)
             if done is None or done.command_id in known:
                 continue
             c = done
-            for entry in past:
-                if entry[1] in PENDING and _supersedes(c, entry[0]):
-                    entry[1] = "superseded"
-                    superseded.append(entry[0].command_id)
-            past.append([c, "planned"])
+            waiting = []
+            for entry in s.waiting:
+                if not _supersedes(c, entry[1], entry[2]):
+                    waiting.append(entry)
+                elif (found := record.of.get(entry[0])) is None or found[0] in PENDING:
+                    superseded.append(entry[0])  # (one written or superseded stays so)
+            if type(c).__name__ in _WAITS:
+                waiting.append([c.command_id, type(c).__name__, getattr(c, "external_key", None)])
+            s.waiting_list = waiting
+            s.add(c, now)
         known.add(c.command_id)
         rows.append({"command_id": c.command_id, "kind": type(c).__name__,
                      "rule_id": c.rule_id, "subject": c.subject, "system": c.system,
@@ -489,6 +724,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
         conn.execute(WRITEBACK.update().where(
             among(conn, WRITEBACK.c.command_id, chunk),
             WRITEBACK.c.status.in_(PENDING)).values(status="superseded", decided_at=now))
+    _store_slots(conn, slots)
     return len(rows)
 
 
