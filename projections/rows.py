@@ -136,9 +136,6 @@ class SeenKeys:
         self._bits = bytearray(bits >> 3)
         self._mask = bits - 1
 
-    def add(self, key: Any) -> None:
-        self.add_all((key,))
-
     def add_all(self, keys: Iterable[Any]) -> None:
         bits, mask = self._bits, self._mask
         for key in keys:

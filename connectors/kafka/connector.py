@@ -94,13 +94,18 @@ class PartitionStream(Stream):
 
     def _caught_up(self, consumer: KafkaConsumer, tp: TopicPartition) -> bool:
         """An empty poll means caught up OR broker gone: the end offset tells which (and asking
-        for it fails when the broker is gone). The end offset is kept for the pass's backlog."""
+        for it fails when the broker is gone). The end offset of a caught-up stream is kept for
+        the pass's backlog; one the stream reads on past is not (if the pass then fails, the
+        backlog asks the broker)."""
         try:
             end = consumer.end_offsets([tp])[tp]
             caught_up = consumer.position(tp) >= end
         except KafkaError as exc:
             raise SourceUnavailable(f"kafka: {self.name} unreachable: {exc}") from exc
-        self.connector._pass_ends[self.partition] = end
+        if caught_up:
+            self.connector._pass_ends[self.partition] = end
+        else:
+            self.connector._pass_ends.pop(self.partition, None)
         return caught_up
 
 

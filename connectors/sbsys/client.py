@@ -113,10 +113,6 @@ class SbsysClient(HttpClient):
             written = True
         return written
 
-    def add_party(self, case_id: int | str, cpr: str) -> bool:
-        """One party (see ``add_parties``, which reads the parties once for several)."""
-        return self.add_parties(case_id, [cpr])
-
     def update_case(self, case_id: int | str, changes: dict[str, Any]) -> dict:
         """PUT needs the whole case: GET, merge, PUT (else SBSYS drops the party link)."""
         whole = self.case(case_id)

@@ -8,14 +8,13 @@ returned to between two reads is not seen (documented in docs/connectors/sbsys.m
 
 A coordinated-pathway case (template "Sammenhængende borgerforløb") is the pathway, not a
 department's case: it becomes ``PathwayStarted`` (members = its parties, rule = the Glasplade key
-in its title, if any), ``PathwayMembersChanged`` (its parties now, once per distinct set),
+in its title, if any), ``PathwayMembersChanged`` (its parties as of its last change),
 ``PathwayTovholderAssigned`` (its Behandler) and ``PathwayClosed`` (passive or closed).
 Counting it as a case would keep the very match that created it alive.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from datetime import datetime
@@ -159,12 +158,6 @@ def _members(sag: dict, primary: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _digest(values: list[str]) -> str:
-    """A version for a set of values: the same set, the same version (CPR numbers in, none
-    readable out)."""
-    return hashlib.sha256("\x1f".join(values).encode()).hexdigest()[:32]
-
-
 def pathway_events(sag: dict, statuses: dict[int, dict]) -> list[ev.CanonicalEvent]:
     """A pathway case's events (``Parter`` in ``sag``: its parties, as the search with
     ``InkluderParterIResultat`` gives them)."""
@@ -180,9 +173,10 @@ def pathway_events(sag: dict, statuses: dict[int, dict]) -> list[ev.CanonicalEve
     out = [mk(rid, "started", opened, ev.PathwayStarted(
         pathway_id=pid, anchor_unit_id=unit_id, anchor_unit_name=unit.get("Navn") or unit_id,
         rule_id=rule_of(sag.get("SagsTitel")), members=members)),
-        # The member set as it is now, once per distinct set (the first read repeats the
-        # started event's set): parties added later reach the store.
-        mk(f"{nummer}/members", _digest(sorted(members)), max(opened, changed),
+        # The member set as of the case's last change (SenestAendret, milliseconds, moves with
+        # every change of parties): parties added or removed later reach the store, also a set
+        # that returns to an earlier one. The first read repeats the started event's set.
+        mk(f"{nummer}/members", changed.isoformat(), max(opened, changed),
            ev.PathwayMembersChanged(pathway_id=pid, members=members))]
     if login:
         out.append(mk(f"{nummer}/tovholder/{login}", "1", max(opened, changed),

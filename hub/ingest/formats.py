@@ -107,7 +107,7 @@ def _read_avro(path: Path, schemas: Schemas) -> Iterator[SourceRecord]:
         # Every union branch that is a record comes as (name, record): the payload's, which the
         # validator needs, and an optional Address's (the payload readers take either form).
         # Not return_record_name_override: it scans the union's members on every union read,
-        # the payload's 36 among them, for about a tenth of the decoding time.
+        # the payload's (one per event type) among them, for about a tenth of the decoding time.
         try:
             reader = fastavro.reader(f, return_record_name=True)
             if _canonical(reader.writer_schema) != _canonical(schemas.raw):

@@ -79,7 +79,7 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         #: table (one row per stream and person); ``create_tables`` migrates.
         self._old_person_index = SQL("{}.{}").format(
             s, Identifier(f"{events_table_name}_person_key_idx"))
-        self._old_person_index_name = (f"{self.datastore.schema or 'public'}."
+        self._old_person_index_name = (self.datastore.schema or "public",
                                        f"{events_table_name}_person_key_idx")
         self.sql_create_statements[self.create_table_statement_index] = SQL(
             "CREATE TABLE IF NOT EXISTS {t} ("
@@ -100,8 +100,9 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
             "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (source_key)"
             " WHERE source_key IS NOT NULL"
         ).format(i=Identifier(f"{events_table_name}_source_key_idx"), t=self._t))
-        # Which streams hold events about a person: a row per (person, stream), written with the
-        # stream's first event about the person, instead of an index entry per event.
+        # Which streams hold events about a person: a row per (person, stream), written with
+        # each batch that names them (ON CONFLICT DO NOTHING), instead of an index entry per
+        # event.
         self.sql_create_statements.append(SQL(
             "CREATE TABLE IF NOT EXISTS {p} (person_key text NOT NULL, originator_id uuid NOT NULL,"
             " PRIMARY KEY (person_key, originator_id))").format(p=self._persons))
@@ -147,11 +148,17 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         """A store of the earlier layout (a person index entry per event) gets its stream
         persons rows from its events and loses the index, in one transaction under the
         writers' lock: a crash leaves the earlier layout, which the next start migrates."""
+        def earlier_layout(cur: Any) -> bool:
+            cur.execute("SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+                        self._old_person_index_name)
+            return bool(cur.fetchall())
+
         with self.datastore.transaction(commit=True) as cur:
-            cur.execute(SQL("SELECT to_regclass({})").format(Literal(self._old_person_index_name)))
-            if _tuples(cur.fetchall())[0][0] is None:
+            if not earlier_layout(cur):  # the common case: no lock taken
                 return
             self._lock_table(cur)
+            if not earlier_layout(cur):  # another process migrated it while this one waited
+                return
             cur.execute(SQL(
                 "INSERT INTO {p} (person_key, originator_id) SELECT DISTINCT person_key,"
                 " originator_id FROM {t} WHERE person_key IS NOT NULL ON CONFLICT DO NOTHING"

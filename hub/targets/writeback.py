@@ -542,6 +542,8 @@ def _slot_row(slot: tuple[str, str, str], s: _SlotState) -> dict[str, Any]:
 
 
 _FILLED = {"slot": "(filled)", "rule_id": "", "subject": "", "thing": "(filled)"}
+#: Record rows read, and slot rows written, at a time while filling.
+_FILL_CHUNK = 5000
 
 
 def _fill_slots(conn: sa.Connection) -> bool:
@@ -579,13 +581,13 @@ def _fill_slots(conn: sa.Connection) -> bool:
                 s.written = s.latest_obj.external_key
             rows.append(_slot_row(slot, s))
         group.clear()
-        if len(rows) >= 5000:
+        if len(rows) >= _FILL_CHUNK:
             conn.execute(t.insert(), rows)
             n += len(rows)
             rows.clear()
 
     last: tuple[str, str] | None = None
-    for row in conn.execute(q.execution_options(yield_per=5000)):
+    for row in conn.execute(q.execution_options(yield_per=_FILL_CHUNK)):
         if (row.rule_id, row.subject) != last and group:
             flush()
         last = (row.rule_id, row.subject)

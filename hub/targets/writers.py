@@ -148,22 +148,24 @@ class ConnectorWriters:
         sag = sbsys.find_case_by_key(cpr, external_key)
         changed = sag is None
         if sag is None:
-            sbsys.create_case(cpr=cpr, title=title, template_id=self.template_id,
-                              external_key=external_key, parties=parties, search_first=False)
+            case_id = sbsys.create_case(cpr=cpr, title=title, template_id=self.template_id,
+                                        external_key=external_key, parties=parties,
+                                        search_first=False)["Id"]
         else:
+            case_id = sag["Id"]
             if sag.get("SagsTitel") != titled(title, external_key):
-                sbsys.update_case(sag["Id"], {"SagsTitel": titled(title, external_key)})
+                sbsys.update_case(case_id, {"SagsTitel": titled(title, external_key)})
                 changed = True
-            changed |= sbsys.add_parties(sag["Id"], parties)
-        if changed:  # read back what SBSYS now holds (its id, parties, status)
+            changed |= sbsys.add_parties(case_id, parties)
+        if evidence:
+            note = sbsys.add_journal_note(case_id, EVIDENCE_HEADING, list(evidence),
+                                          datetime.now(UTC), key=evidence_key)
+            changed |= note.get("created", True)
+        if changed:  # read back what SBSYS now holds, after every write (parties, status, time)
             sag = sbsys.find_case_by_key(cpr, external_key)
             if sag is None:
                 raise LookupError("SBSYS does not find the case it just wrote")
-        if evidence:
-            note = sbsys.add_journal_note(sag["Id"], EVIDENCE_HEADING, list(evidence),
-                                          datetime.now(UTC), key=evidence_key)
-            changed |= note.get("created", True)
-        return Written(str(sag["Id"]), changed, self._pathway_events(sag))
+        return Written(str(case_id), changed, self._pathway_events(sag))
 
     def passivate_pathway_case(self, cpr: str, external_key: str) -> Written:
         sbsys = self._sbsys()

@@ -145,7 +145,7 @@ class TestSbsys(ConnectorSuite):
 
         before = Counter(received)
         assert client.add_parties(made["Id"], [first, second, third]) is False
-        assert client.add_party(made["Id"], first) is False
+        assert client.add_parties(made["Id"], [first]) is False
         step = Counter(received) - before
         assert step[read_parts] == 2 and step[add_part] == 0 and step[person_search] == 0
 

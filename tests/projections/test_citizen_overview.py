@@ -284,7 +284,7 @@ def test_pathway_members_follow_members_changed_in_every_projection(store, engin
 
     every = build_projections(store.person_key)  # all registered projections
     assert {"target_groups", "management"} <= {p.name for p in every}
-    runner = make_runner(store, engine, projections=every)
+    runner = make_runner(store, engine, projections=every, batch_size=1000)
     store.append(sc.family())
     runner.run()
     mother, father, child = (store.person_key(x) for x in (sc.MOTHER, sc.FATHER, sc.CHILD))
@@ -312,6 +312,17 @@ def test_pathway_members_follow_members_changed_in_every_projection(store, engin
     runner.run()
     assert all(m == {mother, father} for m in members().values()), members()
     assert pathway_of(child) is None and pathway_of(father) == pathway_of(mother) == "p-1"
+    # started and changed in one batch, as the SBSYS connector reads a case the first time
+    # after a party was added: the changed set wins
+    store.append([event(ev.PathwayStarted("p-2", "u-buf", "Familieafdelingen", None,
+                                          (sc.MOTHER,)), person=sc.FATHER, source="sbsys"),
+                  event(ev.PathwayMembersChanged("p-2", (sc.CHILD,)), person=sc.FATHER,
+                        source="sbsys")])
+    runner.run()
+    with engine.connect() as conn:
+        for name in tables:
+            assert {r[0] for r in conn.execute(sa.text(
+                f"SELECT person_key FROM {name} WHERE pathway_id = 'p-2'"))} == {father, child}
     live = dump(engine, every)
     rebuilt = make_runner(store, engine, batch_size=3,
                           projections=build_projections(store.person_key))

@@ -14,6 +14,7 @@ import pytest
 from connectors.fasit.commands import note_line, with_line, without_line
 from connectors.http import RequestRejected
 from connectors.runner import ConnectorRunner
+from connectors.sbsys import dialect as sbsys_dialect
 from connectors.sbsys import mapping as sbsys_mapping
 from connectors.sbsys.connector import from_settings as sbsys_connector
 from hub.config import Settings
@@ -353,3 +354,13 @@ def test_a_party_added_to_the_pathway_case_reaches_the_store(fam, store):
     assert now.payload.pathway_id == first.payload.pathway_id == f"sbsys:{case['Nummer']}"
     assert runner.run_once().ok
     assert len(_events(store, child, "PathwayMembersChanged")) == 2
+
+    # A caseworker removes that party again in SBSYS's own screens (its API as the public
+    # clients use it removes none): the case as SBSYS then shows it, one change later.
+    (case,) = sims.pathway_cases(child)
+    later = sbsys_dialect.parse_local(case["SenestAendret"]) + timedelta(minutes=5)
+    removed = {**case, "SenestAendret": sbsys_dialect.local_time(later),
+               "Parter": [p for p in case["Parter"] if p["CPRnummer"] != _dashed(other)]}
+    store.append(sbsys_mapping.pathway_events(removed, {}))
+    *_, back = _events(store, child, "PathwayMembersChanged")
+    assert set(back.payload.members) == {child, parent}  # the same set as the first, recorded
