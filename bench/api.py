@@ -32,6 +32,7 @@ import base64
 import multiprocessing
 import os
 import random
+import signal
 import socket
 import statistics
 import sys
@@ -270,8 +271,13 @@ def main() -> None:
             print(f"page p99 {pct(page, 99):.2f} ms {verdict} the target of 20 ms; every view "
                   f"appended a PersonRecordAccessed event ({2 * args.requests + 200:,} in all)")
         finally:
-            server.terminate()
-            server.join(timeout=10)
+            # Ctrl-C, as an operator stops `glasplade serve`: uvicorn shuts down and the server
+            # stops its projection follower before the database is dropped.
+            os.kill(server.pid, signal.SIGINT)
+            server.join(timeout=30)
+            if server.is_alive():
+                server.terminate()
+                server.join(timeout=10)
 
 
 if __name__ == "__main__":
