@@ -7,7 +7,8 @@ crashes and can always be rebuilt from the events alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -33,3 +34,9 @@ class Projection(ABC):
     @abstractmethod
     def handle(self, events: Sequence[CanonicalEvent], conn: sa.Connection) -> None:
         """Apply a batch of events in order. No commits: the runner owns the transaction."""
+
+    def event_handlers(self) -> dict[str, Callable[..., Any]]:
+        """The projection's ``_on_<EventType>`` methods by event type name, for a projection
+        that dispatches on the event's type (built once, looked up per event)."""
+        return {name[len("_on_"):]: getattr(self, name) for name in dir(self)
+                if name.startswith("_on_")}

@@ -111,8 +111,7 @@ class CitizenOverviewProjection(Projection):
 
     def __init__(self, person_key_of: Callable[[str], str]):
         self.person_key_of = lru_cache(maxsize=65536)(person_key_of)
-        self._handlers = {name: getattr(self, "_on_" + name) for name in self.topics
-                          if hasattr(self, "_on_" + name)}
+        self._handlers = self.event_handlers()
         super().__init__()
 
     def define_tables(self, metadata: sa.MetaData) -> None:

@@ -31,8 +31,7 @@ class ManagementProjection(Projection):
 
     def __init__(self, person_key_of: KeyOf):
         self.key_of = lru_cache(maxsize=65536)(person_key_of)
-        self._handlers = {name[len("_on_"):]: getattr(self, name) for name in dir(self)
-                          if name.startswith("_on_")}
+        self._handlers = self.event_handlers()
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:

@@ -95,8 +95,7 @@ class TargetGroupsProjection(Projection):
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""
         self.key_of = person_key_of  # the store's pseudonymizer caches its keys
-        self._handlers = {name[len("_on_"):]: getattr(self, name) for name in dir(self)
-                          if name.startswith("_on_")}
+        self._handlers = self.event_handlers()
         super().__init__()
 
     def define_tables(self, md: sa.MetaData) -> None:
