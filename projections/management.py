@@ -194,11 +194,8 @@ class ManagementProjection(Projection):
 
     def _on_PathwayMembersChanged(self, b: _Batch, e, p: ev.PathwayMembersChanged) -> None:  # noqa: N802
         wanted = {self.key_of(m) for m in p.members} | ({self._key(e)} - {None})
-        for row in b.members.with_first(b.conn, p.pathway_id):
-            if row["person_key"] not in wanted:
-                b.members.delete((p.pathway_id, row["person_key"]))
-        for k in sorted(wanted):
-            b.members.put({"pathway_id": p.pathway_id, "person_key": k})
+        b.members.set_group(b.conn, p.pathway_id, [{"pathway_id": p.pathway_id, "person_key": k}
+                                                  for k in sorted(wanted)])
 
     def _on_PathwayTovholderAssigned(self, b: _Batch, e, p: ev.PathwayTovholderAssigned) -> None:  # noqa: N802
         self._set(b.pathways, p.pathway_id, tovholder_id=p.caseworker_id,

@@ -391,6 +391,15 @@ class KeyedRows:
         self.load(conn, [first])
         return [r for k in self._by_first.get(first, ()) if (r := self._rows[k]) is not None]
 
+    def set_group(self, conn: sa.Connection, first: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Make the rows whose first key column is ``first`` exactly ``rows`` (others deleted)."""
+        keep = {self._key(r) for r in rows}
+        for row in self.with_first(conn, first):
+            if (key := self._key(row)) not in keep:
+                self.delete(key)
+        for r in rows:
+            self.put(r)
+
     def put(self, row: dict[str, Any]) -> None:
         key = self._key(row)
         self._rows[key] = row

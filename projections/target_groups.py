@@ -355,11 +355,8 @@ class TargetGroupsProjection(Projection):
 
     def _on_PathwayMembersChanged(self, b: _Batch, e, p: ev.PathwayMembersChanged) -> None:  # noqa: N802
         wanted = {self.key_of(m) for m in p.members} | ({self._subject(e)} - {None})
-        for row in b.pathways.with_first(b.conn, p.pathway_id):
-            if row["person_key"] not in wanted:
-                b.pathways.delete((p.pathway_id, row["person_key"]))
-        for k in sorted(wanted):
-            b.pathways.put({"pathway_id": p.pathway_id, "person_key": k})
+        b.pathways.set_group(b.conn, p.pathway_id, [{"pathway_id": p.pathway_id, "person_key": k}
+                                                  for k in sorted(wanted)])
 
     def _on_PathwayMeetingHeld(self, b: _Batch, e, p: ev.PathwayMeetingHeld) -> None:  # noqa: N802
         for row in b.pathways.with_first(b.conn, p.pathway_id):
