@@ -111,9 +111,9 @@ class EndMarking:
 
 
 @dataclass(frozen=True, slots=True)
-class CreatePathwayCase:
+class PathwayCaseCommand:
     """The pathway case should exist with this title, parties (person keys besides the
-    subject) and evidence (the match's)."""
+    subject) and evidence (the match's). Recorded as one of the two kinds below."""
 
     command_id: str
     rule_id: str
@@ -126,17 +126,13 @@ class CreatePathwayCase:
 
 
 @dataclass(frozen=True, slots=True)
-class UpdatePathwayCase:
-    """As ``CreatePathwayCase``, for a case written before whose content changed."""
+class CreatePathwayCase(PathwayCaseCommand):
+    """A case not written yet."""
 
-    command_id: str
-    rule_id: str
-    subject: str
-    title: str
-    external_key: str
-    system: str = "sbsys"
-    parties: tuple[str, ...] = ()
-    evidence: tuple[str, ...] = ()
+
+@dataclass(frozen=True, slots=True)
+class UpdatePathwayCase(PathwayCaseCommand):
+    """A case written before whose content changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +261,7 @@ def evidence_lines(rule_id: str, evidence: Sequence[str]) -> list[str]:
     return lines
 
 
-def evidence_key(c: CreatePathwayCase | UpdatePathwayCase) -> str:
+def evidence_key(c: PathwayCaseCommand) -> str:
     return f"glasplade-grundlag:{_digest(c.rule_id, c.subject, c.evidence)}"
 
 
@@ -387,13 +383,13 @@ _SLOT_KINDS = [cls.__name__ for cls in (*_MARKING, *_PATHWAY, *_OTHER)]
 _WAITS = frozenset(cls.__name__ for cls in (SetMarking, CreatePathwayCase, UpdatePathwayCase,
                                             SetOtherSystemMarking))
 _CASE = (CreatePathwayCase, UpdatePathwayCase)
-_CASE_KINDS = ("CreatePathwayCase", "UpdatePathwayCase")
+_CASE_KINDS = tuple(cls.__name__ for cls in _CASE)
 
 
 def _content(c: Command) -> str | None:
     """A digest of the state a command asks for, for the commands that set a state (the
     pathway case's title, parties and evidence; the other-system line and its persons)."""
-    if isinstance(c, CreatePathwayCase | UpdatePathwayCase):
+    if isinstance(c, PathwayCaseCommand):
         return hashlib.sha256(orjson.dumps((c.title, c.parties, c.evidence))).hexdigest()[:32]
     if isinstance(c, SetOtherSystemMarking):
         return hashlib.sha256(orjson.dumps((c.text, c.persons))).hexdigest()[:32]
@@ -771,7 +767,7 @@ def _run(writers: Writers, c: Command, cpr: str, cpr_of: Callable[[str], str | N
     if isinstance(c, EndMarking):
         return writers.end_marking(_cprs(c.persons, cpr_of) or [cpr], c.system, c.marking_type,
                                    c.ended_on)
-    if isinstance(c, CreatePathwayCase | UpdatePathwayCase):
+    if isinstance(c, PathwayCaseCommand):
         return writers.ensure_pathway_case(cpr, c.title, c.external_key,
                                            _cprs(c.parties, cpr_of),
                                            evidence_lines(c.rule_id, c.evidence),
