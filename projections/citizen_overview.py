@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,7 +109,7 @@ class CitizenOverviewProjection(Projection):
     topics = PERSON + CASE + OTHER
 
     def __init__(self, person_key_of: Callable[[str], str]):
-        self.person_key_of = lru_cache(maxsize=65536)(person_key_of)
+        self.person_key_of = person_key_of  # the store's pseudonymizer keeps its keys
         self._handlers = self.event_handlers()
         super().__init__()
 

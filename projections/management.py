@@ -8,7 +8,6 @@ follow-ups. The figures themselves are queries in ``hub.targets.mi``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ class ManagementProjection(Projection):
     version = 1
 
     def __init__(self, person_key_of: KeyOf):
-        self.key_of = lru_cache(maxsize=65536)(person_key_of)
+        self.key_of = person_key_of  # the store's pseudonymizer keeps its keys
         self._handlers = self.event_handlers()
         super().__init__()
 
@@ -78,6 +77,7 @@ class ManagementProjection(Projection):
         b = _Batch(self, conn)
         keys: dict[RowCache, set[str]] = {c: set() for c in b.caches}
         cases = keys[b.cases]
+        members: set[str] = set()
         for e in events:
             p = e.payload
             kind = type(p).__name__  # e.event_type, without the property call
@@ -92,10 +92,13 @@ class ManagementProjection(Projection):
                 keys[b.grants].add(p.grant_id)
             elif kind == "PathwayMeetingHeld":
                 keys[b.meetings].add(_meeting_id(e))
+            elif kind == "PathwayMembersChanged":  # reads and replaces the members only
+                members.add(p.pathway_id)
             elif kind in _PATHWAY and hasattr(p, "pathway_id"):
                 keys[b.pathways].add(p.pathway_id)
         for cache, wanted in keys.items():
             cache.load(conn, wanted - {None})
+        b.members.load(conn, members)
         handlers = self._handlers
         for e in events:
             handler = handlers.get(type(e.payload).__name__)

@@ -152,7 +152,7 @@ class EventRecorder(ABC):
         """In one transaction: skip rows whose source_key is already stored (or repeated in the
         batch), give each new row the next version of its stream and the next global position
         (in batch order), write cursors and dead letters. Either all of it is committed or none.
-        Only the rows written are sealed (``batch.rows``).
+        Only the rows written are sealed (``batch.sealed``).
         """
 
     @abstractmethod

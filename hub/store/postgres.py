@@ -8,6 +8,7 @@ extra columns are nullable), so the library's recorder test cases run against th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -247,9 +248,9 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         """``no_jit``: a look-up of a few rows whose cost the planner may overestimate (a table
         grown since it was last analysed) must not pay for JIT compilation (70 ms)."""
         try:
-            with self.datastore.get_connection() as conn, conn.transaction(), \
-                    conn.cursor() as cur:
-                if no_jit:
+            with self.datastore.get_connection() as conn, \
+                    (conn.transaction() if no_jit else nullcontext()), conn.cursor() as cur:
+                if no_jit:  # SET LOCAL lasts until the transaction ends
                     cur.execute("SET LOCAL jit = off")
                 cur.execute(q, params)
                 return [StoredRow(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8],

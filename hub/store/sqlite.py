@@ -117,11 +117,17 @@ class GlaspladeSQLiteRecorder(SQLiteApplicationRecorder, EventRecorder):
         t = self.events_table_name
         with self.datastore.get_connection(commit=True) as conn:
             c = conn.cursor()
-            c.execute("BEGIN IMMEDIATE")
-            try:
+
+            def earlier_layout() -> bool:
                 c.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
                           (f"{t}_person_key_idx",))
-                if c.fetchone() is not None:
+                return c.fetchone() is not None
+
+            if not earlier_layout():  # the common case: no write lock taken
+                return
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if earlier_layout():  # not migrated by another process meanwhile
                     c.execute("INSERT OR IGNORE INTO glasplade_stream_persons (person_key,"
                               f" originator_id) SELECT DISTINCT person_key, originator_id FROM {t}"
                               " WHERE person_key IS NOT NULL")

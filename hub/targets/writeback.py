@@ -32,6 +32,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any, Protocol
 
 import orjson
@@ -214,8 +215,8 @@ def external_key(rule_id: str, subject: str) -> str:
     return f"glasplade:{rule_id}:{subject[:16]}"
 
 
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:12]
+def _digest(*parts: Any, length: int = 12) -> str:
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:length]
 
 
 def related(m: r.Match) -> tuple[str, ...]:
@@ -390,9 +391,9 @@ def _content(c: Command) -> str | None:
     """A digest of the state a command asks for, for the commands that set a state (the
     pathway case's title, parties and evidence; the other-system line and its persons)."""
     if isinstance(c, PathwayCaseCommand):
-        return hashlib.sha256(orjson.dumps((c.title, c.parties, c.evidence))).hexdigest()[:32]
+        return _digest(c.title, c.parties, c.evidence, length=32)
     if isinstance(c, SetOtherSystemMarking):
-        return hashlib.sha256(orjson.dumps((c.text, c.persons))).hexdigest()[:32]
+        return _digest(c.text, c.persons, length=32)
     return None
 
 
@@ -793,6 +794,7 @@ def execute(engine: sa.Engine, writers: Writers, cpr_of: Callable[[str], str | N
     events; a command is done only once they are recorded (else it is retried: the write is
     idempotent, the events' dedupe keys are the connector's)."""
     _md.create_all(engine)
+    cpr_of = cache(cpr_of)  # a person's number, read from their events, once per run
     w = WRITEBACK
     due = sa.or_(w.c.status == "approved",
                  sa.and_(w.c.status == "planned", w.c.mode == "automatic"),
