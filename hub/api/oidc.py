@@ -21,6 +21,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +32,10 @@ import jwt
 from hub.api.users import UserDirectory, user_from_claims
 from hub.config import ConfigError, Settings
 from hub.domain.access import User
+
+#: After a fetch of the provider's keys that did not find a token's key id, unknown key ids are
+#: refused for this long without fetching again.
+JWKS_RETRY_SECONDS = 60.0
 
 
 class OidcError(RuntimeError):
@@ -85,7 +90,9 @@ class OidcClient:
         self.config = config
         self.http = http or httpx.Client(timeout=config.timeout)
         self._metadata: dict[str, Any] | None = None
-        self._jwks: dict[str, Any] | None = None
+        self._keys: dict[str | None, jwt.PyJWK] | None = None
+        self._fruitless_refresh = -JWKS_RETRY_SECONDS
+        """When a refresh of the keys last failed to find a token's key id (monotonic)."""
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -148,19 +155,42 @@ class OidcClient:
             raise OidcError("OIDC token response has no id_token")
         return tokens
 
-    def _key_for(self, token: str, refresh: bool = False) -> jwt.PyJWK:
+    def _key_for(self, token: str) -> jwt.PyJWK:
+        """The provider's key for the token's key id. The keys are fetched and parsed once; a
+        key id they lack fetches them again (the provider may have rotated its keys), but after
+        a fetch that did not find one, unknown key ids are refused without fetching for
+        ``JWKS_RETRY_SECONDS``: a bearer token is anyone's to send, and each unknown key id
+        would otherwise cost a request to the provider."""
         kid = jwt.get_unverified_header(token).get("kid")
-        jwks_uri = self.metadata()["jwks_uri"]
+        key = self._find(self._keys if self._keys is not None else self._load_keys(), kid)
+        if key is None:
+            with self._lock:
+                retry = time.monotonic() - self._fruitless_refresh >= JWKS_RETRY_SECONDS
+            if retry:
+                key = self._find(self._load_keys(), kid)
+                if key is None:
+                    with self._lock:
+                        self._fruitless_refresh = time.monotonic()
+        if key is None:
+            raise OidcError(f"OIDC: no key {kid!r} in the provider's JWKS")
+        return key
+
+    @staticmethod
+    def _find(keys: dict[str | None, jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
+        return next(iter(keys.values()), None) if kid is None else keys.get(kid)
+
+    def _load_keys(self) -> dict[str | None, jwt.PyJWK]:
+        """Fetch and parse the provider's keys (outside the lock: a slow provider does not
+        hold up token checks that find their key in the keys already loaded)."""
+        keys = {}
+        for k in self._get_json(self.metadata()["jwks_uri"]).get("keys", []):
+            try:
+                keys[k.get("kid")] = jwt.PyJWK(k)
+            except jwt.PyJWTError:  # a key of a type or algorithm this hub does not use
+                continue
         with self._lock:
-            if self._jwks is None or refresh:
-                self._jwks = self._get_json(jwks_uri)
-            keys = self._jwks.get("keys", [])
-        for k in keys:
-            if kid is None or k.get("kid") == kid:
-                return jwt.PyJWK(k)
-        if not refresh:  # the provider may have rotated its keys
-            return self._key_for(token, refresh=True)
-        raise OidcError(f"OIDC: no key {kid!r} in the provider's JWKS")
+            self._keys = keys
+        return keys
 
     def _decode(self, token: str, audience: str, require: list[str], what: str
                 ) -> dict[str, Any]:

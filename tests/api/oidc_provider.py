@@ -37,6 +37,9 @@ class Provider:
     key: Any = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     other_key: Any = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    kid: str = "k1"
+    """The id of its signing key (changed by a test to rotate keys)."""
+    jwks_requests: int = 0
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -51,8 +54,9 @@ class Provider:
 
         @app.get("/jwks")
         def jwks() -> dict[str, Any]:
+            self.jwks_requests += 1
             jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-            return {"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}
+            return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
 
         @app.get("/authorize")
         def authorize(response_type: str, client_id: str, redirect_uri: str, scope: str,
@@ -87,21 +91,21 @@ class Provider:
                       "preferred_username": self.login_as, "name": self.login_as.title(),
                       "iat": now, "exp": now + 300, "nonce": pending["nonce"], **self.claims}
             signer = self.other_key if self.tamper else self.key
-            id_token = jwt.encode(claims, signer, algorithm="RS256", headers={"kid": "k1"})
+            id_token = jwt.encode(claims, signer, algorithm="RS256", headers={"kid": self.kid})
             return {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
                     "id_token": id_token, "expires_in": 300}
 
         return app
 
     def access_token(self, user: str, *, audience: str | None = None, expires_in: int = 300,
-                     tamper: bool = False, **claims: Any) -> str:
+                     tamper: bool = False, kid: str | None = None, **claims: Any) -> str:
         """A JWT access token for ``user`` as the provider's client-credentials or token
         exchange grant would issue it for an API (audience: the client id unless given)."""
         now = int(time.time())
         body = {"iss": self.issuer, "aud": audience or self.client_id, "sub": f"sub-{user}",
                 "preferred_username": user, "iat": now, "exp": now + expires_in, **claims}
         return jwt.encode(body, self.other_key if tamper else self.key, algorithm="RS256",
-                          headers={"kid": "k1"})
+                          headers={"kid": kid or self.kid})
 
 
 @contextmanager

@@ -153,3 +153,23 @@ def test_logout_ends_the_session_at_the_provider_too(hub, world):
         assert OidcClient(OidcConfig(provider.issuer, provider.client_id, "x", "y")
                           ).verify_access_token(hint)["preferred_username"] == "anne"
         assert client.get("/api/v1/session").status_code == 401
+
+
+def test_unknown_key_ids_cost_the_provider_one_fetch_rotation_still_works(hub, world):
+    """A bearer token is anyone's to send: tokens naming key ids the provider does not have
+    are refused, and after one fetch that did not find such an id no further fetches are made
+    (else each request would cost one); a key the provider rotated to is found by a fetch."""
+    with running(Provider()) as provider, make_client(hub, provider) as client:
+        url = f"/api/v1/persons/{world.child}/overview"
+        assert client.get(url, headers={
+            "Authorization": f"Bearer {provider.access_token('anne')}"}).status_code == 200
+        assert provider.jwks_requests == 1
+        provider.kid = "k2"  # the provider rotates its keys
+        r = client.get(url, headers={"Authorization": f"Bearer {provider.access_token('anne')}"})
+        assert r.status_code == 200, r.text
+        assert provider.jwks_requests == 2
+        for n in range(5):
+            forged = provider.access_token("anne", kid=f"made-up-{n}")
+            r = client.get(url, headers={"Authorization": f"Bearer {forged}"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "bad-token"
+        assert provider.jwks_requests == 3  # one fruitless fetch, then none
