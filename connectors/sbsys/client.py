@@ -6,7 +6,7 @@ note), each idempotent, for the write-back.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,13 +92,17 @@ class SbsysClient(HttpClient):
                 "SkabelonId": template_id, "SagsbehandlerID": caseworker_id}
         return self.post_json("api/v10/sag/template", body)
 
-    def add_parties(self, case_id: int | str, cprs: Sequence[str]) -> bool:
-        """Add persons as parties unless they are parties already (or SBSYS does not know them): the
-        case's parties are read once for all of them. False if nothing was written."""
+    def add_parties(self, case_id: int | str, cprs: Sequence[str],
+                    parties: Sequence[dict] | None = None) -> bool:
+        """Add persons as parties unless they are parties already (or SBSYS does not know them).
+        ``parties``: the case's parties as the caller has them (a search with parties gives
+        ``Parter``); else they are read, once for all. False if nothing was written."""
         wanted = _distinct(cprs)
         if not wanted:
             return False
-        present = {d.cpr_plain(p.get("CPRnummer") or "") for p in self.parties(case_id)}
+        if parties is None:
+            parties = self.parties(case_id)
+        present = {d.cpr_plain(p.get("CPRnummer") or "") for p in parties}
         written = False
         for cpr in wanted:
             if cpr in present:
@@ -119,19 +123,26 @@ class SbsysClient(HttpClient):
         return self.put_json(f"api/sag/{case_id}", {**whole, **changes})
 
     def set_status(self, case_id: int | str, status_name: str,
-                   comment: str = "Opdateret af Glasplade") -> dict:
-        """Set the status by its display name; a no-op when the case has it already."""
-        current = self.case(case_id)
+                   comment: str = "Opdateret af Glasplade", *, current: dict | None = None,
+                   statuses: Iterable[dict] | None = None) -> dict:
+        """Set the status by its display name; a no-op when the case has it already.
+        ``current``/``statuses``: the case and the status list as the caller has just read
+        them (else they are read)."""
+        if current is None:
+            current = self.case(case_id)
         if (current.get("SagsStatus") or {}).get("Navn") == status_name:
             return current
-        status = next((s for s in self.status_list() if s.get("Navn") == status_name), None)
+        if statuses is None:
+            statuses = self.status_list()
+        status = next((s for s in statuses if s.get("Navn") == status_name), None)
         if status is None:
             raise RequestRejected(f"SBSYS has no status named {status_name!r}", 400)
         return self.put_json(f"api/sag/{case_id}/status",
                              {"SagsStatusID": status["Id"], "Kommentar": comment})
 
-    def passivate(self, case_id: int | str, comment: str = d.PASSIVATED_BY_GLASPLADE) -> dict:
-        return self.set_status(case_id, "Passiv", comment)
+    def passivate(self, case_id: int | str, comment: str = d.PASSIVATED_BY_GLASPLADE, *,
+                  current: dict | None = None, statuses: Iterable[dict] | None = None) -> dict:
+        return self.set_status(case_id, "Passiv", comment, current=current, statuses=statuses)
 
     def add_journal_note(self, case_id: int, heading: str, lines: list[str],
                          contact_time: datetime, key: str | None = None) -> dict:

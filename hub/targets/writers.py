@@ -32,12 +32,12 @@ class Written:
 
 
 class ConnectorWriters:
-    def __init__(self, fasit_markings=None, sbsys_client=None,  # noqa: ANN001
+    def __init__(self, fasit_markings=None, sbsys_connector=None,  # noqa: ANN001
                  template_id: int = PATHWAY_TEMPLATE_ID):
+        """``sbsys_connector``: the SBSYS connector, for its client and its status list."""
         self.fasit = fasit_markings
-        self.sbsys = sbsys_client
+        self.sbsys = sbsys_connector
         self.template_id = template_id
-        self._statuses: dict[int, dict] | None = None
 
     def _fasit(self, system: str):  # noqa: ANN202
         if system != "fasit":
@@ -49,7 +49,7 @@ class ConnectorWriters:
     def _sbsys(self):  # noqa: ANN202
         if self.sbsys is None:
             raise ConfigError("sbsys is not configured (SBSYS_BASE_URL ...)")
-        return self.sbsys
+        return self.sbsys.client
 
     # --- Fasit person-group markings ----------------------------------------------------------
 
@@ -134,9 +134,8 @@ class ConnectorWriters:
 
     def _pathway_events(self, sag: dict) -> tuple[ev.CanonicalEvent, ...]:
         from connectors.sbsys import mapping
-        if self._statuses is None:
-            self._statuses = {s["Id"]: s for s in self._sbsys().status_list()}
-        return tuple(mapping.pathway_events(sag, self._statuses))
+        self._sbsys()
+        return tuple(mapping.pathway_events(sag, self.sbsys.statuses()))
 
     def ensure_pathway_case(self, cpr: str, title: str, external_key: str,
                             parties: Sequence[str], evidence: Sequence[str], evidence_key: str
@@ -156,7 +155,7 @@ class ConnectorWriters:
             if sag.get("SagsTitel") != titled(title, external_key):
                 sbsys.update_case(case_id, {"SagsTitel": titled(title, external_key)})
                 changed = True
-            changed |= sbsys.add_parties(case_id, parties)
+            changed |= sbsys.add_parties(case_id, parties, sag.get("Parter"))
         if evidence:
             note = sbsys.add_journal_note(case_id, EVIDENCE_HEADING, list(evidence),
                                           datetime.now(UTC), key=evidence_key)
@@ -174,7 +173,7 @@ class ConnectorWriters:
             return Written("", False)
         if (sag.get("SagsStatus") or {}).get("SagsTilstand") == "Passiv":
             return Written(str(sag["Id"]), False, self._pathway_events(sag))
-        sbsys.passivate(sag["Id"])
+        sbsys.passivate(sag["Id"], current=sag, statuses=self.sbsys.statuses().values())
         after = sbsys.find_case_by_key(cpr, external_key) or sag
         return Written(str(sag["Id"]), True, self._pathway_events(after))
 
@@ -182,7 +181,7 @@ class ConnectorWriters:
         if self.fasit is not None:
             self.fasit.client.close()
         if self.sbsys is not None:
-            self.sbsys.close()
+            self.sbsys.client.close()
 
 
 def writers_from_settings(settings: Settings) -> ConnectorWriters:
@@ -196,8 +195,8 @@ def writers_from_settings(settings: Settings) -> ConnectorWriters:
                               str(settings.component("targets", "fasit_note_field",
                                                      NOTE_FIELD)))
     if settings.component("sbsys", "base_url"):
-        from connectors.sbsys.connector import client_from_settings
-        sbsys = client_from_settings(settings)
+        from connectors.sbsys.connector import from_settings
+        sbsys = from_settings(settings)
     template = int(settings.component("targets", "sbsys_template_id", PATHWAY_TEMPLATE_ID))
     return ConnectorWriters(fasit, sbsys, template)
 

@@ -149,6 +149,14 @@ class TestSbsys(ConnectorSuite):
         step = Counter(received) - before
         assert step[read_parts] == 2 and step[add_part] == 0 and step[person_search] == 0
 
+        # The parties a search gave (the write-back searches with them) are not read again.
+        found = client.find_case_by_key(person, key)
+        assert found is not None
+        before = Counter(received)
+        assert client.add_parties(made["Id"], [first, third], found["Parter"]) is False
+        step = Counter(received) - before
+        assert step[read_parts] == 0 and step[add_part] == 0 and step[person_search] == 0
+
         # Without the caller's search, create_case still finds the case it made (idempotent),
         # with one search and nothing written.
         before = Counter(received)
@@ -156,3 +164,11 @@ class TestSbsys(ConnectorSuite):
         step = Counter(received) - before
         assert again["Id"] == made["Id"]
         assert step[search] == 1 and step[template] == 0 and step[person_search] == 0
+
+        # Passivating with the case and the status list the caller has read: one write only.
+        found, statuses = client.find_case_by_key(person, key), client.status_list()
+        before = Counter(received)
+        client.passivate(made["Id"], current=found, statuses=statuses)
+        step = Counter(received) - before
+        assert step == Counter({("PUT", f"/api/sag/{made['Id']}/status"): 1})
+        assert client.case(made["Id"])["SagsStatus"]["SagsTilstand"] == "Passiv"
