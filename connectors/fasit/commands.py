@@ -76,18 +76,24 @@ class FasitMarkings:
     def __init__(self, client: FasitClient, note_field: str = NOTE_FIELD):
         self.client = client
         self.note_field = note_field
+        self._groups: dict[str, str] = {}
+        """Person group ids found by name (a name not found is asked again next time)."""
 
-    def _citizen(self, cpr: str) -> str:
-        cid = self.client.find_citizen(cpr)
+    def _citizen(self, cpr: str, citizen_id: str | None) -> str:
+        cid = citizen_id or self.client.find_citizen(cpr)
         if cid is None:
             raise CommandRejected("Fasit does not know the citizen")
         return cid
 
     def _group(self, marking_type: str) -> str:
-        for g in self.client.person_groups():
-            if g.get("name") == marking_type and g.get("isActive", True):
-                return str(g["id"])
-        raise CommandRejected(f"Fasit has no active person group named {marking_type!r}")
+        if marking_type not in self._groups:
+            for g in self.client.person_groups():
+                if g.get("name") == marking_type and g.get("isActive", True):
+                    self._groups[marking_type] = str(g["id"])
+                    break
+            else:
+                raise CommandRejected(f"Fasit has no active person group named {marking_type!r}")
+        return self._groups[marking_type]
 
     def _active(self, cid: str, group_id: str, on: date) -> list[dict]:
         out = []
@@ -104,17 +110,20 @@ class FasitMarkings:
                     None)
 
     def set_marking(self, cpr: str, marking_type: str, valid_from: date,
-                    valid_to: date | None = None) -> MarkingResult:
-        cid, gid = self._citizen(cpr), self._group(marking_type)
+                    valid_to: date | None = None, *, citizen_id: str | None = None
+                    ) -> MarkingResult:
+        """``citizen_id``: the citizen's Fasit id when the caller has just looked it up."""
+        cid, gid = self._citizen(cpr, citizen_id), self._group(marking_type)
         active = self._active(cid, gid, valid_from)
         if active:
             return MarkingResult(str(active[0]["id"]), created=False, record=active[0])
         mid = self.client.create_marking(cid, gid, valid_from, valid_to)
         return MarkingResult(mid, created=True, record=self._record(cid, mid))
 
-    def end_marking(self, cpr: str, marking_type: str, ended_on: date) -> MarkingResult | None:
+    def end_marking(self, cpr: str, marking_type: str, ended_on: date, *,
+                    citizen_id: str | None = None) -> MarkingResult | None:
         """End every active marking of this type on ``ended_on``; None if there was none."""
-        cid, gid = self._citizen(cpr), self._group(marking_type)
+        cid, gid = self._citizen(cpr, citizen_id), self._group(marking_type)
         active = self._active(cid, gid, ended_on)
         for mk in active:
             self.client.update_marking(str(mk["id"]), from_wire(mk["startDate"]), ended_on)

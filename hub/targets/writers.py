@@ -64,9 +64,9 @@ class ConnectorWriters:
         changed = False
         events: list[ev.CanonicalEvent] = []
         for cpr in cprs:
-            if fasit.client.find_citizen(cpr) is None:
+            if (cid := fasit.client.find_citizen(cpr)) is None:
                 continue
-            r = fasit.set_marking(cpr, marking_type, valid_from)
+            r = fasit.set_marking(cpr, marking_type, valid_from, citizen_id=cid)
             refs.append(r.marking_id)
             changed |= r.created
             events += marking_events(r.record, cpr, valid_from) if r.record else []
@@ -81,9 +81,9 @@ class ConnectorWriters:
         refs: list[str] = []
         events: list[ev.CanonicalEvent] = []
         for cpr in cprs:
-            if fasit.client.find_citizen(cpr) is None:
+            if (cid := fasit.client.find_citizen(cpr)) is None:
                 continue
-            r = fasit.end_marking(cpr, marking_type, ended_on)
+            r = fasit.end_marking(cpr, marking_type, ended_on, citizen_id=cid)
             if r is not None:
                 refs.append(r.marking_id)
                 events += marking_events(r.record, cpr, ended_on) if r.record else []

@@ -252,6 +252,30 @@ class TestFasit(ConnectorSuite):
         assert events[1].payload.ended_on == date(2026, 5, 20)
         assert runner.run_once().stored == 0
 
+    def test_a_marking_looks_each_citizen_and_the_group_up_once(self, connect, municipality,
+                                                                 simulator):
+        """The write-back marks a family: each person is searched once (not again by the
+        marking command) and the person groups are read once for all of them."""
+        from collections import Counter
+
+        from hub.targets.writers import ConnectorWriters
+
+        cprs = list(dict.fromkeys(c.person for c in municipality.cases if c.system == "fasit"))
+        family = cprs[:3]
+        writers = ConnectorWriters(FasitMarkings(connect().client))
+        received = simulator.faults.received
+        search = ("POST", "/api/search/queries/rankedsearchquery")
+        groups = ("GET", "/api/citizen/citizenmasterdata/persongroup/queries/getpersongroups")
+        before = Counter(received)
+        written = writers.set_marking(family, "fasit", GROUP, date(2026, 5, 1))
+        step = Counter(received) - before
+        assert written.changed and len(written.ref.split(",")) == 3
+        assert step[search] == 3 and step[groups] == 1
+        before = Counter(received)
+        assert writers.end_marking(family, "fasit", GROUP, date(2026, 5, 20)).changed
+        step = Counter(received) - before
+        assert step[search] == 3 and step[groups] == 0
+
     def test_marking_commands_refuse_unknown_group_or_citizen(self, connect, municipality):
         markings = FasitMarkings(connect().client)
         cpr = next(c.person for c in municipality.cases if c.system == "fasit")
