@@ -158,20 +158,14 @@ def serve(env: dict[str, str], port: int, follow: bool = False) -> None:
     """The server process: the hub from configuration, the app, uvicorn; with ``follow`` also
     the projections following the store in a child process, as ``glasplade serve`` runs them."""
     os.environ.update(env)
-    import uvicorn
-
-    from hub.api.app import create_app
     from hub.bootstrap import bootstrap
-    from hub.cli.serve import follow_in_child
+    from hub.cli.serve import run_server
 
     hub = bootstrap()
-    app = create_app(hub)
-    halt = follow_in_child(hub.settings) if follow else None
     try:
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        run_server(hub, port=port, projections=follow)  # what `glasplade serve` runs
     finally:
-        if halt is not None:
-            halt()
+        hub.close()
 
 
 def free_port() -> int:
