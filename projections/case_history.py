@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.rows import COPY_MIN, copy_tuples, insert_many
+from projections.rows import insert_tuples
 
 NAME = "case_history"
 metadata = sa.MetaData()
@@ -130,11 +130,6 @@ def entry_values(e: ev.CanonicalEvent) -> tuple[Any, ...]:
             e.source_system, e.actor, type(p).__name__, summarize(p), details(p))
 
 
-def entry(e: ev.CanonicalEvent) -> dict[str, Any]:
-    """The timeline row of one case event (pure)."""
-    return dict(zip(COLUMNS, entry_values(e), strict=True))
-
-
 class CaseHistory(Projection):
     name = NAME
     version = 1
@@ -144,12 +139,7 @@ class CaseHistory(Projection):
         entries.to_metadata(metadata)
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
-        mine = [e for e in events if e.case_key]
-        if conn.dialect.name == "postgresql" and len(mine) >= COPY_MIN:
-            # an append-only table: rows go straight to COPY as tuples (no dict per row)
-            copy_tuples(conn, f'"{entries.name}"', COLUMNS, map(entry_values, mine))
-        else:
-            insert_many(conn, entries, [entry(e) for e in mine])
+        insert_tuples(conn, entries, COLUMNS, [entry_values(e) for e in events if e.case_key])
 
 
 def create(person_key_of: object = None) -> CaseHistory:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 _CHUNK = 500  # keys per IN (...) list (SQLite)
 _PG_CHUNK = 10000  # keys per = ANY(array) (PostgreSQL)
-COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
+_COPY_MIN = 20  # rows from which PostgreSQL gets COPY instead of executemany
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *,
@@ -36,7 +36,7 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     if not rows:
         return
     dialect = conn.dialect.name
-    if dialect == "postgresql" and len(rows) >= COPY_MIN:
+    if dialect == "postgresql" and len(rows) >= _COPY_MIN:
         _pg_copy_upsert(conn, table, rows, unique)
         return
     if dialect == "postgresql":
@@ -57,10 +57,22 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     """Plain INSERT of many rows (COPY on PostgreSQL)."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN:
+    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_MIN:
         _pg_copy(conn, _quote(table), list(rows[0]), table, rows)
     else:
         conn.execute(table.insert(), list(rows))
+
+
+def insert_tuples(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
+                  values: Sequence[Sequence[Any]]) -> None:
+    """``insert_many`` for rows given as values in ``columns`` order (no dict per row on the
+    COPY path: an append-only table's rows straight from the events)."""
+    if not values:
+        return
+    if conn.dialect.name == "postgresql" and len(values) >= _COPY_MIN:
+        copy_tuples(conn, _quote(table), columns, values)
+    else:
+        conn.execute(table.insert(), [dict(zip(columns, v, strict=True)) for v in values])
 
 
 def _quote(table: sa.Table) -> str:

@@ -42,7 +42,7 @@ def test_case_history_copy_columns_are_the_tables():
     assert set(ch.COLUMNS) == set(ch.entries.columns.keys())
     assert len(ch.COLUMNS) == len(ch.entries.columns)
     e = next(e for e in sc.family() if e.case_key)
-    row = ch.entry(e)
+    row = dict(zip(ch.COLUMNS, ch.entry_values(e), strict=True))
     assert (row["event_type"], row["case_key"], row["position"]) == (
         e.event_type, e.case_key, e.position)
 
