@@ -23,18 +23,8 @@ from projections.rows import RowCache
 PERSON = ("PersonRegistered", "PersonNameChanged", "PersonAddressChanged",
           "PersonRelationChanged", "PersonCivilStatusChanged", "PersonProtectedAddressChanged",
           "PersonDied", "PersonEmigrated", "PersonIdentifierReplaced")
-CASE = ("CaseOpened", "CaseStatusChanged", "CaseLegalBasisChanged", "CaseworkerAssigned",
-        "CaseworkerUnassigned", "CaseActionRecorded", "CasePassivated", "CaseClosed",
-        "CaseReopened")
-OTHER = ("GrantAwarded", "GrantChanged", "GrantEnded", "ConsentGiven", "ConsentWithdrawn",
-         "MarkingSet", "MarkingEnded", "PathwayStarted", "PathwayMembersChanged",
-         "PathwayTovholderAssigned", "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed")
-_CASE = frozenset(CASE)
-_GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
-_CONSENT = frozenset({"ConsentGiven", "ConsentWithdrawn"})
-_MARKING = frozenset({"MarkingSet", "MarkingEnded"})
-_PATHWAY = frozenset({"PathwayStarted", "PathwayMembersChanged", "PathwayTovholderAssigned",
-                      "PathwayMeetingHeld", "PathwayPlanUpdated", "PathwayClosed"})
+CASE = tuple(sorted(ev.CASE_EVENTS))
+OTHER = tuple(sorted(ev.GRANT_EVENTS | ev.CONSENT_EVENTS | ev.MARKING_EVENTS | ev.PATHWAY_EVENTS))
 #: Events that make a person known to the overview (a row is made if none exists yet).
 PRESENCE = frozenset(PERSON) | {"CaseOpened", "GrantAwarded", "ConsentGiven", "MarkingSet",
                                 "PathwayStarted"}
@@ -162,7 +152,7 @@ class CitizenOverviewProjection(Projection):
             kind = type(p).__name__
             if e.person_key and kind in PRESENCE:
                 persons.add(current(e.person_key))
-            if e.case_key and kind in _CASE:
+            if e.case_key and kind in ev.CASE_EVENTS:
                 cases.add(e.case_key)
             if kind == "PersonRelationChanged":
                 if e.person_key:
@@ -172,13 +162,13 @@ class CitizenOverviewProjection(Projection):
                 if e.case_key:
                     keys[rows.caseworkers].add(assignment_key(e.case_key, p.caseworker_id,
                                                               p.role))
-            elif kind in _GRANT:
+            elif kind in ev.GRANT_EVENTS:
                 keys[rows.grants].add(grant_key(e, p.grant_id))
-            elif kind in _CONSENT:
+            elif kind in ev.CONSENT_EVENTS:
                 keys[rows.consents].add(p.consent_id)
-            elif kind in _MARKING:
+            elif kind in ev.MARKING_EVENTS:
                 keys[rows.markings].add(marking_key(p.system, p.marking_id))
-            elif kind in _PATHWAY:
+            elif kind in ev.PATHWAY_EVENTS:
                 keys[rows.pathways].add(p.pathway_id)
                 if kind == "PathwayMembersChanged":
                     changed_members.add(p.pathway_id)

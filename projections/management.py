@@ -19,9 +19,6 @@ from projections.target_groups import INACTIVE_STATUSES, KeyOf
 
 _TS = sa.DateTime(timezone=True)
 FOLLOW_UP_ACTION = "follow_up"
-_CASE = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Case"))
-_GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
-_PATHWAY = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Pathway"))
 
 
 class ManagementProjection(Projection):
@@ -83,18 +80,18 @@ class ManagementProjection(Projection):
             kind = type(p).__name__  # e.event_type, without the property call
             if kind == "PersonRegistered":
                 keys[b.persons].add(self._key(e))
-            elif kind in _CASE:
+            elif kind in ev.CASE_EVENTS:
                 if e.case_key:
                     cases.add(e.case_key)
                     if kind == "CaseActionRecorded" and p.action_type == FOLLOW_UP_ACTION:
                         keys[b.followups].add(f"{e.case_key}:{p.action_id}")
-            elif kind in _GRANT:
+            elif kind in ev.GRANT_EVENTS:
                 keys[b.grants].add(p.grant_id)
             elif kind == "PathwayMeetingHeld":
                 keys[b.meetings].add(_meeting_id(e))
             elif kind == "PathwayMembersChanged":  # reads and replaces the members only
                 members.add(p.pathway_id)
-            elif kind in _PATHWAY and hasattr(p, "pathway_id"):
+            elif kind in ev.PATHWAY_EVENTS and hasattr(p, "pathway_id"):
                 keys[b.pathways].add(p.pathway_id)
         for cache, wanted in keys.items():
             cache.load(conn, wanted - {None})

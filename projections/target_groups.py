@@ -32,9 +32,6 @@ MEETING_ACTION = "meeting"
 
 _PERSON = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Person")) - {
     "PersonIdentifierReplaced"}
-_CASE = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Case"))
-_GRANT = frozenset({"GrantAwarded", "GrantChanged", "GrantEnded"})
-_CONSENT = frozenset({"ConsentGiven", "ConsentWithdrawn"})
 _OVERLAP = frozenset({"OverlapDetected", "OverlapResolved"})
 
 KeyOf = Callable[[str], str]
@@ -178,15 +175,15 @@ class TargetGroupsProjection(Projection):
                 subject = self._subject(e)
                 keys[b.persons].add(subject)
                 keys[b.identity].add(subject)
-            elif kind in _CASE:
+            elif kind in ev.CASE_EVENTS:
                 if e.case_key:
                     cases.add(e.case_key)
                     if kind == "CaseActionRecorded" and p.action_type == MEETING_ACTION:
                         keys[b.meetings].add(f"{e.case_key}:{p.action_id}")
-            elif kind in _GRANT:
+            elif kind in ev.GRANT_EVENTS:
                 keys[b.grants].add(p.grant_id)
                 cases.add(e.case_key)
-            elif kind in _CONSENT:
+            elif kind in ev.CONSENT_EVENTS:
                 keys[b.consents].add(p.consent_id)
             elif kind in _OVERLAP:
                 keys[b.overlaps].add(p.overlap_id)

@@ -14,7 +14,7 @@ from hub.domain.streams import person_stream_id
 from hub.store.contract import StoredRow
 from hub.store.eventstore import EventStore
 
-CONSENT_TOPICS = frozenset({"ConsentGiven", "ConsentWithdrawn"})
+CONSENT_TOPICS = ev.CONSENT_EVENTS
 
 
 def consent_facts(store: EventStore, person_key: str) -> list[ConsentFact]:

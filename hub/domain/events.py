@@ -353,6 +353,17 @@ PAYLOAD_TYPES: dict[str, type] = {
     )
 }
 
+def _named(prefix: str) -> frozenset[str]:
+    return frozenset(name for name in PAYLOAD_TYPES if name.startswith(prefix))
+
+
+#: Event types by what they are about (the projections' and queries' groups).
+CASE_EVENTS = _named("Case")  # a case's own and its caseworkers'
+GRANT_EVENTS = _named("Grant")
+CONSENT_EVENTS = _named("Consent")
+MARKING_EVENTS = _named("Marking")
+PATHWAY_EVENTS = _named("Pathway")
+
 #: Event types whose stream is the person's own (no case involved).
 PERSON_EVENTS = frozenset(
     name for name in PAYLOAD_TYPES if name.startswith("Person") and name != "PersonRecordAccessed"
