@@ -142,6 +142,12 @@ class SbsysState:
         """The person's ``Id`` (as ``api/person/search`` gives it)."""
         return self._person_ids.get(cpr) if self.person(cpr) is not None else None
 
+    def person_by_id(self, person_id: object):
+        """The person whose ``Id`` is ``person_id`` (``person_id`` inverted), or None."""
+        persons = self.m.persons
+        ok = isinstance(person_id, int) and 0 < person_id <= len(persons)
+        return persons[person_id - 1] if ok else None
+
     def parts(self, c: Case) -> list[dict]:
         if not c.person:
             return []
@@ -273,8 +279,7 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
             if not found:
                 return not_found(f"Sag {key}")
             cpr = d.cpr_plain(body.get("Cprnummer") or body.get("CprNummer") or "")
-            person = state.person(cpr) if cpr else next(
-                (p for i, p in enumerate(state.m.persons) if i + 1 == body.get("PartId")), None)
+            person = state.person(cpr) if cpr else state.person_by_id(body.get("PartId"))
             if person is None:
                 return not_found(f"Person {body.get('PartId')}")
             state.add_part(found[1], person.cpr)
@@ -311,12 +316,12 @@ def create_app(municipality: Municipality, faults: Faults, *, client_id: str,
         if body.get("SkabelonId") not in TEMPLATES or not body.get("SagsTitel"):
             return JSONResponse({"Message": "SkabelonId/SagsTitel mangler"}, status_code=400)
         with state.lock:
-            by_id = {i + 1: p for i, p in enumerate(state.m.persons)}
-            person = by_id.get(primary["PartId"])
+            person = state.person_by_id(primary["PartId"])
             if person is None:
                 return not_found(f"Person {primary['PartId']}")
-            parties = [by_id[p["PartId"]].cpr for p in body.get("Parts") or []
-                       if p.get("PartType") == "Person" and p.get("PartId") in by_id]
+            parties = [found.cpr for p in body.get("Parts") or []
+                       if p.get("PartType") == "Person"
+                       and (found := state.person_by_id(p.get("PartId"))) is not None]
             cw = next((w for i, w in enumerate(state.m.caseworkers)
                        if i + 1 == body.get("SagsbehandlerID")), None)
             now = state.now()
