@@ -267,6 +267,7 @@ def writeback_list(status: str = typer.Option(None, help="planned, approved, don
     hub = build_hub(store)
     engine, _ = _parts(hub)
     try:
+        wb.create_tables(engine)
         with engine.begin() as conn:
             rows = wb.pending(conn, status)
     finally:
@@ -291,6 +292,7 @@ def writeback_approve(command_ids: list[str] = typer.Argument(...),
     hub = build_hub(store)
     engine, _ = _parts(hub)
     try:
+        wb.create_tables(engine)
         with engine.begin() as conn:
             n = wb.approve(conn, command_ids, current_user(), datetime.now(UTC))
     finally:

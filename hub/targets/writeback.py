@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
-from projections.rows import among, key_chunks
+from projections.rows import among, insert_many, key_chunks, upsert
 
 log = get_logger("glasplade.writeback")
 MAX_ATTEMPTS = 5
@@ -348,6 +348,9 @@ def plan(rule_set: r.RuleSet, started: Sequence[r.Match], ended: Sequence[Any], 
 
 
 def create_tables(bind: sa.Engine | sa.Connection) -> None:
+    """The record and the slots, if missing. ``record_plan`` and ``execute`` (one call per
+    nightly or execute run) call it; a reader (``pending``, ``handled``, ``approve``: the
+    dashboard and the CLI) needs it called once where its engine is set up."""
     _md.create_all(bind)
 
 
@@ -428,17 +431,24 @@ class _Record:
 @dataclass(slots=True, eq=False)
 class _SlotState:
     """What reconciling needs of a slot's past (a row of ``tg_writeback_slot``): the latest
-    command (its id; read and decoded only when needed) and the digest of the state it set,
-    how many pathway cases were created, the key of a case known to be written, and the
-    commands that may still be waiting ([command id, kind, case key])."""
+    command (its id, planning time and kind rank; the command itself read and decoded only when
+    needed) and the digest of the state it set, how many pathway cases were created, the key of
+    a case known to be written, and the commands that may still be waiting ([command id, kind,
+    case key]).
+
+    "Latest" is in the record's order: planning time, then kind rank (``_RANK``: an end after a
+    start planned at the same time), a later-added command winning a tie. That is the order in
+    which ``_fill_slots`` and every later night read the record back, so the stored row is the
+    one a fill from the record gives, and a command reconciled later in the same call is
+    completed from that same state (recording commands in one call or one call each decides
+    the same)."""
 
     latest_id: str | None = None
-    latest_obj: Command | None = None
+    latest_at: datetime | None = None
+    latest_rank: int = 0
     digest: str | None = None
-    top_id: str | None = None
-    top_at: datetime | None = None
-    top_rank: int = 0
-    top_digest: str | None = None
+    latest_obj: Command | None = None
+    """The latest command decoded (None: not read yet, or none)."""
     creates: int = 0
     written: str | None = None
     waiting_text: str = "[]"
@@ -448,10 +458,9 @@ class _SlotState:
 
     @classmethod
     def of_row(cls, row: Any) -> _SlotState:
-        return cls(latest_id=row.latest, digest=row.digest, top_id=row.latest,
-                   top_at=row.latest_at, top_rank=row.latest_rank or 0, top_digest=row.digest,
-                   creates=row.creates, written=row.written, waiting_text=row.waiting,
-                   stored=True)
+        return cls(latest_id=row.latest, latest_at=row.latest_at,
+                   latest_rank=row.latest_rank or 0, digest=row.digest, creates=row.creates,
+                   written=row.written, waiting_text=row.waiting, stored=True)
 
     @property
     def waiting(self) -> list[list[Any]]:
@@ -473,20 +482,19 @@ class _SlotState:
         return self.digest == _content(c)
 
     def add(self, c: Command, at: datetime) -> None:
-        """``c`` recorded at ``at``. The latest command while planning is the last one added;
-        the one stored is the latest in (planning time, kind) order, as the record reads
-        back."""
-        self.latest_obj, self.latest_id, self.digest = c, c.command_id, _content(c)
+        """``c`` recorded at ``at``: the latest unless one later in the record's order is."""
         rank = _RANK[type(c)]
-        if self.top_at is None or (_utc(at), rank) >= (_utc(self.top_at), self.top_rank):
-            self.top_id, self.top_at, self.top_rank, self.top_digest = (
-                c.command_id, at, rank, self.digest)
+        if self.latest_at is None or (_utc(at), rank) >= (_utc(self.latest_at),
+                                                          self.latest_rank):
+            self.latest_id, self.latest_at, self.latest_rank = c.command_id, at, rank
+            self.digest, self.latest_obj = _content(c), c
         self.creates += isinstance(c, CreatePathwayCase)
         self.dirty = True
 
     def values(self) -> dict[str, Any]:
-        return {"latest": self.top_id, "latest_at": self.top_at, "latest_rank": self.top_rank,
-                "digest": self.top_digest, "creates": self.creates, "written": self.written,
+        return {"latest": self.latest_id, "latest_at": self.latest_at,
+                "latest_rank": self.latest_rank, "digest": self.digest,
+                "creates": self.creates, "written": self.written,
                 "waiting": (self.waiting_text if self.waiting_list is None
                             else orjson.dumps(self.waiting_list).decode())}
 
@@ -515,21 +523,15 @@ def _load_slots(conn: sa.Connection, wanted: set[tuple[str, str, str]]
 
 
 def _store_slots(conn: sa.Connection, slots: Mapping[tuple[str, str, str], _SlotState]) -> None:
-    """The changed slots written back (replaced: delete and insert, in chunks)."""
-    t = SLOTS
-    rows: list[dict[str, Any]] = []
-    stale: list[str] = []
+    """The changed slots written back: new ones inserted, stored ones upserted (every column)."""
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
     for slot, s in slots.items():
-        if not s.dirty:
-            continue
-        if s.stored:
-            stale.append(_slot_key(slot))
-        rows.append(_slot_row(slot, s))
-        s.stored, s.dirty = True, False
-    for chunk in key_chunks(conn, stale):
-        conn.execute(t.delete().where(among(conn, t.c.slot, chunk)))
-    if rows:
-        conn.execute(t.insert(), rows)
+        if s.dirty:
+            (changed if s.stored else new).append(_slot_row(slot, s))
+            s.stored, s.dirty = True, False
+    insert_many(conn, SLOTS, new)
+    upsert(conn, SLOTS, changed, unique=True)
 
 
 def _slot_row(slot: tuple[str, str, str], s: _SlotState) -> dict[str, Any]:
@@ -538,7 +540,10 @@ def _slot_row(slot: tuple[str, str, str], s: _SlotState) -> dict[str, Any]:
             **s.values()}
 
 
-_FILLED = {"slot": "(filled)", "rule_id": "", "subject": "", "thing": "(filled)"}
+#: The marker row saying the slots were filled from the record.
+_FILLED = {"slot": "(filled)", "rule_id": "", "subject": "", "thing": "(filled)",
+           "latest": None, "latest_at": None, "latest_rank": None, "digest": None,
+           "creates": 0, "written": None, "waiting": "[]"}
 #: Record rows read, and slot rows written, at a time while filling.
 _FILL_CHUNK = 5000
 
@@ -579,7 +584,7 @@ def _fill_slots(conn: sa.Connection) -> bool:
             rows.append(_slot_row(slot, s))
         group.clear()
         if len(rows) >= _FILL_CHUNK:
-            conn.execute(t.insert(), rows)
+            insert_many(conn, t, rows)
             n += len(rows)
             rows.clear()
 
@@ -590,9 +595,7 @@ def _fill_slots(conn: sa.Connection) -> bool:
         last = (row.rule_id, row.subject)
         group.append((row.planned_at, decode(row.command), row.status))
     flush()
-    if rows:
-        conn.execute(t.insert(), rows)
-    conn.execute(t.insert().values(**_FILLED, creates=0, waiting="[]"))
+    insert_many(conn, t, [*rows, _FILLED])
     log.info("write-back slots filled from the record", slots=n + len(rows))
     return True
 
@@ -662,7 +665,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
     The past is read from ``tg_writeback_slot`` (a row per slot, kept in step here, in the
     caller's transaction), never from the whole record: the cost is that of the slots planned
     (plus, for the slots that change, their latest command and waiting ones, read by id)."""
-    _md.create_all(conn)
+    create_tables(conn)
     _fill_slots(conn)
     slots = _load_slots(conn, {s for c, _ in planned if (s := _slot(c)) is not None})
     # the first command for a slot asking for the state it already has changes nothing (recorded
@@ -717,8 +720,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
                      "rule_id": c.rule_id, "subject": c.subject, "system": c.system,
                      "mode": mode, "status": "planned", "command": _encode(c), "attempts": 0,
                      "planned_at": now})
-    if rows:
-        conn.execute(WRITEBACK.insert(), rows)
+    insert_many(conn, WRITEBACK, rows)
     for chunk in key_chunks(conn, superseded):
         conn.execute(WRITEBACK.update().where(
             among(conn, WRITEBACK.c.command_id, chunk),
@@ -729,16 +731,16 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
 
 def approve(conn: sa.Connection, command_ids: Sequence[str], user: str, now: datetime) -> int:
     """A leader approves planned commands of rules in ``approval`` mode."""
-    _md.create_all(conn)
-    res = conn.execute(WRITEBACK.update().where(
-        WRITEBACK.c.command_id.in_(list(command_ids)), WRITEBACK.c.mode == "approval",
-        WRITEBACK.c.status == "planned").values(status="approved", decided_by=user,
-                                                decided_at=now))
-    return res.rowcount
+    w, n = WRITEBACK, 0
+    for chunk in key_chunks(conn, list(command_ids)):
+        n += conn.execute(w.update().where(
+            among(conn, w.c.command_id, chunk), w.c.mode == "approval",
+            w.c.status == "planned").values(status="approved", decided_by=user,
+                                            decided_at=now)).rowcount
+    return n
 
 
 def pending(conn: sa.Connection, status: str | None = None) -> list[Any]:
-    _md.create_all(conn)
     q = sa.select(WRITEBACK).order_by(WRITEBACK.c.planned_at, WRITEBACK.c.command_id)
     return conn.execute(q.where(WRITEBACK.c.status == status) if status else q).all()
 
@@ -746,7 +748,6 @@ def pending(conn: sa.Connection, status: str | None = None) -> list[Any]:
 def handled(conn: sa.Connection, limit: int = 200) -> list[Any]:
     """Commands past planning (approved, done, failed, superseded), the most recently decided
     first."""
-    _md.create_all(conn)
     w = WRITEBACK
     latest = sa.func.coalesce(w.c.written_at, w.c.decided_at, w.c.planned_at)
     return conn.execute(sa.select(w).where(w.c.status != "planned")
@@ -793,7 +794,7 @@ def execute(engine: sa.Engine, writers: Writers, cpr_of: Callable[[str], str | N
     ``record`` (e.g. ``EventStore.append``) gets the fagsystem's state after each write as
     events; a command is done only once they are recorded (else it is retried: the write is
     idempotent, the events' dedupe keys are the connector's)."""
-    _md.create_all(engine)
+    create_tables(engine)
     cpr_of = cache(cpr_of)  # a person's number, read from their events, once per run
     w = WRITEBACK
     due = sa.or_(w.c.status == "approved",

@@ -80,3 +80,15 @@ def test_odense_write_back_through_the_cli(store_url, tmp_path, monkeypatch):
         s.close()
     assert types == ["MarkingSet", "MarkingSet"]  # the person group and the other-system line
     assert len(started) == 1 and started[0].payload.rule_id == "odense-buf-bsf-family"
+
+
+def test_list_and_approve_before_any_nightly_run(store_url):
+    """A fresh store (no nightly run has created the record yet): ``list`` shows no commands and
+    ``approve`` says it approved none (exit 1: not all were approved), instead of failing on a
+    missing table."""
+    make_store(store_url).close()
+    listed = _run("targets", "writeback", "list", "--store", store_url, "--json")
+    assert listed.exit_code == 0, listed.output
+    assert orjson.loads(listed.stdout) == []
+    approved = _run("targets", "writeback", "approve", "no-such-command", "--store", store_url)
+    assert approved.exit_code == 1 and approved.stdout.startswith("approved 0 of 1")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import sqlalchemy as sa
+
 from hub.targets import writeback as wb
 from projections.db import readmodel_engine
 from tests.api.conftest import app, client, hub, world  # noqa: F401 (fixtures)
@@ -51,3 +53,26 @@ def test_other_system_marking_and_update_are_shown_and_approved(client, hub, mon
             "SetOtherSystemMarking", "UpdatePathwayCase"]
         assert [x.command_id for x in wb.pending(conn, "superseded")] == [mark.command_id]
     engine.dispose()
+
+
+def test_approving_first_finds_the_tables_created_once_per_app(app, client, hub, monkeypatch):  # noqa: F811
+    """The dashboard creates the write-back tables once per app, also when a leader's approval
+    is the app's first request to it; later requests never check for them again."""
+    monkeypatch.setenv("TARGETS_RULES", "odense")
+    engine = app.state.ctx.service.engine
+    assert not sa.inspect(engine).has_table("tg_writeback")
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: statements.append(statement))
+    page_login(client, "lise")
+    r = client.post("/maalgrupper/godkend", data={"kommando": "SetMarking:x",
+                                                  "csrf": csrf_of(client.get("/").text)},
+                    follow_redirects=False)
+    assert r.status_code == 303 and sa.inspect(engine).has_table("tg_writeback")
+    client.get("/maalgrupper")
+    created = len(statements)
+    r = client.get("/maalgrupper")
+    assert "Ingen handlinger afventer." in r.text  # the record read (empty)
+    client.post("/maalgrupper/godkend", data={"kommando": "SetMarking:x", "csrf": csrf_of(r.text)})
+    later = statements[created:]
+    assert later and not [s for s in later if "table_info" in s or "CREATE" in s.upper()]

@@ -349,13 +349,50 @@ def test_record_plan_reads_only_the_slots_it_plans(store_url):
 
 @pytest.mark.parametrize("now_first", [True, False])
 def test_slot_keeps_the_latest_in_record_order(now_first):
-    """Within a run the last command added is the latest; what is stored is the latest in
-    (planning time, kind) order, as the record reads back."""
+    """The latest command is the latest in (planning time, kind) order, as the record reads
+    back, whatever the order the commands were added in; it is also what is stored."""
     s = wb._SlotState()
     early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     create = wb.CreatePathwayCase("c", "r", "s", "T", "k")
     passivate = wb.PassivatePathwayCase("p", "r", "s", "k")
     s.add(passivate, late if now_first else early)
     s.add(create, early if now_first else late)
-    assert s.latest_obj is create and s.creates == 1
-    assert s.values()["latest"] == (passivate if now_first else create).command_id
+    latest = passivate if now_first else create
+    assert s.latest_obj is latest and s.latest_id == latest.command_id and s.creates == 1
+    assert s.values()["latest"] == latest.command_id
+
+
+def test_commands_recorded_together_or_one_call_each_decide_the_same(store_url, tmp_path):
+    """Several commands for one slot in one ``record_plan`` call are completed from the same
+    state as when recorded one call each at the same time: the slot's latest in the record's
+    order (an end planned with a new line at the same moment comes after it)."""
+    rule, subject = "fam", "s1" * 8
+    key = wb.external_key(rule, subject)
+
+    def line(name: str, persons: tuple[str, ...], on: date) -> wb.SetOtherSystemMarking:
+        return wb.SetOtherSystemMarking(f"SetOtherSystemMarking:{rule}:{subject}:{name}", rule,
+                                        subject, "fasit", key, f"line {name}", persons, on)
+
+    day = DAY0 + timedelta(days=1)
+    first = line("x", ("P1", "P2", "P3"), DAY0)
+    then = [wb.EndOtherSystemMarking(f"EndOtherSystemMarking:{rule}:{subject}:e", rule, subject,
+                                     "fasit", key, day),
+            line("a", ("P1", "P2"), day), line("b", ("P1",), day)]
+    at = datetime.combine(day, datetime.min.time(), UTC)
+    records = []
+    for url, calls in ((store_url, [then]), (f"sqlite:///{tmp_path / 'each.db'}",
+                                             [[c] for c in then])):
+        engine = readmodel_engine(url)
+        try:
+            with engine.begin() as conn:
+                wb.record_plan(conn, [(first, "approval")], at - timedelta(days=1))
+                for commands in calls:
+                    wb.record_plan(conn, [(c, "approval") for c in commands], at)
+                records.append(_rows(conn))
+        finally:
+            engine.dispose()
+    assert records[0] == records[1]
+    by_id = {row[0]: (row[3], wb.decode(row[4])) for row in records[0]}
+    # "a" never gets written (superseded by "b"), so "b" has nobody to take the line off
+    assert by_id[then[1].command_id][0] == "superseded"
+    assert by_id[then[2].command_id][1].drop == ()

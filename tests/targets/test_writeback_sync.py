@@ -63,6 +63,7 @@ def fam(monkeypatch, store, store_url):
                       b.open_case(child, "dubu:S-1", "BUF"),
                       b.open_case(parent, "fasit:F-1", "BSF")])
         engine = readmodel_engine(store_url)
+        wb.create_tables(engine)  # as the dashboard and the CLI do where they set up an engine
         yield sims, child, parent, engine
         engine.dispose()
 

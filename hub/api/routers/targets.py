@@ -41,8 +41,9 @@ MI_TITLES = {
 
 
 def _parts(request: Request) -> dict[str, Any]:
-    """Projections (their tables created) and templates, built once per app. The rule file is
-    read per request, so an edited file shows without a restart (as the nightly run reads it)."""
+    """Projections and the write-back record (their tables created) and templates, built once
+    per app. The rule file is read per request, so an edited file shows without a restart (as
+    the nightly run reads it)."""
     state = request.app.state
     if not hasattr(state, "targets"):
         from projections.management import ManagementProjection
@@ -130,6 +131,7 @@ def approve(request: Request, user: Annotated[User, Depends(current_user)],
     if not user.has("leader"):
         raise forbidden("only leaders approve write-back",
                         "Kun ledere kan godkende tilbageskrivning.")
+    _parts(request)  # the write-back tables exist (created once per app)
     with get_ctx(request).service.engine.begin() as conn:
         writeback.approve(conn, kommando, user.user_id, datetime.now(UTC))
     return RedirectResponse("/maalgrupper", status_code=303)
