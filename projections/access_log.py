@@ -65,28 +65,41 @@ class AccessLog(Projection):
         aliases.to_metadata(metadata)
 
     def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        """The batch's accesses are filed under their person's key now; a replaced identifier
+        moves the person's earlier accesses (stored, and of this batch so far) and aliases to
+        the new key. All in memory, then one statement each: moves, inserts, aliases."""
         alias = RowCache(aliases)
-        alias.load_all(conn)  # a few rows: one per replaced identifier
-        rows: list[dict[str, Any]] = []
+        alias.load_all(conn)  # a few rows: one per replacement
+        known = alias.in_memory()
+        by_person: dict[str, list[dict[str, Any]]] = {}  # this batch's entries
+        moves: list[dict[str, str]] = []  # of stored entries, in order
         for e in events:
-            if isinstance(e.payload, ev.PersonRecordAccessed) and e.person_key:
-                current = alias.get(e.person_key)
-                rows.append(entry(e, current["new_key"] if current else e.person_key))
-            elif isinstance(e.payload, ev.PersonIdentifierReplaced):
-                insert_many(conn, entries, rows)
-                rows = []
-                old = self.person_key_of(e.payload.old_identifier)
-                new = self.person_key_of(e.payload.new_identifier)
+            p = e.payload
+            if isinstance(p, ev.PersonRecordAccessed) and e.person_key:
+                current = known.get(e.person_key)
+                key = current["new_key"] if current else e.person_key
+                by_person.setdefault(key, []).append(entry(e, key))
+            elif isinstance(p, ev.PersonIdentifierReplaced):
+                old = self.person_key_of(p.old_identifier)
+                new = self.person_key_of(p.new_identifier)
                 if old == new:
                     continue
-                # The person's earlier accesses follow them to the new identifier.
-                conn.execute(entries.update().where(entries.c.person_key == old)
-                             .values(person_key=new))
-                conn.execute(aliases.update().where(aliases.c.new_key == old)
-                             .values(new_key=new))
+                moves.append({"b_old": old, "b_new": new})
+                for row in by_person.pop(old, ()):
+                    row["person_key"] = new
+                    by_person.setdefault(new, []).append(row)
+                for row in alias.cached():
+                    if row["new_key"] == old:
+                        row["new_key"] = new
+                        alias.touch(row["old_key"])
                 alias.put({"old_key": old, "new_key": new})
-                alias.flush(conn)
+        if moves:
+            conn.execute(entries.update().where(entries.c.person_key == sa.bindparam("b_old"))
+                         .values(person_key=sa.bindparam("b_new")), moves)
+        rows = [r for group in by_person.values() for r in group]
+        rows.sort(key=lambda r: r["position"])
         insert_many(conn, entries, rows)
+        alias.flush(conn)
 
 
 def create(person_key_of: Callable[[str], str]) -> AccessLog:

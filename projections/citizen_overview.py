@@ -85,12 +85,36 @@ class _Rows:
         self.all = (self.persons, self.relations, self.cases, self.caseworkers, self.grants,
                     self.consents, self.markings, self.pathways, self.members, self.aliases)
         self._aliases = self.aliases.in_memory()
+        self._members: dict[str, set[str]] | None = None
+        """Pathway id -> person keys of its member rows in memory (made when first asked)."""
 
     def current(self, person_key: str) -> str:
         """The person's key now (a replaced identifier's key leads to the new one). The whole
         alias table is in memory (``_preload``): a key it does not hold has no alias."""
         alias = self._aliases.get(person_key)
         return alias["new_key"] if alias else person_key
+
+    def members_of(self, pathway_id: str) -> set[str]:
+        """The person keys of the pathway's member rows in memory: all its members when
+        ``_preload`` read them (a batch that changes its members). Members are added and
+        removed through ``add_member`` and ``remove_member`` only, which keep this index."""
+        if self._members is None:
+            self._members = {}
+            for row in self.members.in_memory().values():
+                if row is not None:
+                    self._members.setdefault(row["pathway_id"], set()).add(row["person_key"])
+        return self._members.setdefault(pathway_id, set())
+
+    def add_member(self, pathway_id: str, person_key: str) -> None:
+        self.members.put(t.new_row(t.pathway_members, member_key=member_key(pathway_id, person_key),
+                                   pathway_id=pathway_id, person_key=person_key))
+        if self._members is not None:
+            self._members.setdefault(pathway_id, set()).add(person_key)
+
+    def remove_member(self, pathway_id: str, person_key: str) -> None:
+        self.members.delete(member_key(pathway_id, person_key))
+        if self._members is not None:
+            self._members.get(pathway_id, set()).discard(person_key)
 
 
 class CitizenOverviewProjection(Projection):
@@ -383,21 +407,17 @@ class CitizenOverviewProjection(Projection):
         if e.person_key:
             members.add(e.person_key)
         for key in sorted(members):
-            rows.members.put(t.new_row(t.pathway_members, member_key=member_key(p.pathway_id, key),
-                                       pathway_id=p.pathway_id, person_key=key))
+            rows.add_member(p.pathway_id, key)
 
     def _on_PathwayMembersChanged(self, rows, e, p: ev.PathwayMembersChanged) -> None:  # noqa: N802
         wanted = {rows.current(self.person_key_of(m)) for m in p.members}
         if e.person_key:
             wanted.add(e.person_key)
-        for row in rows.members.cached():
-            if row["pathway_id"] == p.pathway_id and row["person_key"] not in wanted:
-                rows.members.delete(row["member_key"])
-        for key in sorted(wanted):
-            if rows.members.get(member_key(p.pathway_id, key)) is None:
-                rows.members.put(t.new_row(t.pathway_members,
-                                           member_key=member_key(p.pathway_id, key),
-                                           pathway_id=p.pathway_id, person_key=key))
+        now = rows.members_of(p.pathway_id)  # all of them: _preload read them
+        for key in sorted(now - wanted):
+            rows.remove_member(p.pathway_id, key)
+        for key in sorted(wanted - now):
+            rows.add_member(p.pathway_id, key)
 
     def _on_PathwayTovholderAssigned(self, rows, e, p) -> None:  # noqa: N802
         self._pathway(rows, e, p.pathway_id).update(
@@ -459,9 +479,8 @@ class CitizenOverviewProjection(Projection):
                 rows.relations.put(moved)
         for row in rows.members.cached():
             if row["person_key"] == old:
-                rows.members.delete(row["member_key"])
-                rows.members.put(row | {"person_key": new,
-                                        "member_key": member_key(row["pathway_id"], new)})
+                rows.remove_member(row["pathway_id"], old)
+                rows.add_member(row["pathway_id"], new)
         for row in rows.aliases.cached():
             if row["new_key"] == old:
                 row["new_key"] = new

@@ -70,7 +70,7 @@ def insert_tuples(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
     if not values:
         return
     if conn.dialect.name == "postgresql" and len(values) >= _COPY_MIN:
-        copy_tuples(conn, _quote(table), columns, values)
+        copy_tuples(conn, _quote(table), table, columns, values)
     else:
         conn.execute(table.insert(), [dict(zip(columns, v, strict=True)) for v in values])
 
@@ -90,7 +90,7 @@ def _pg_copy(conn: sa.Connection, target: str, columns: list[str], table: sa.Tab
              for c in columns] for r in rows)
     else:
         values = map(row_values(columns), rows)
-    copy_tuples(conn, target, columns, values)
+    copy_tuples(conn, target, table, columns, values)
 
 
 def row_values(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -101,16 +101,54 @@ def row_values(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, 
     return operator.itemgetter(*columns)
 
 
-def copy_tuples(conn: sa.Connection, target: str, columns: Sequence[str],
+def copy_tuples(conn: sa.Connection, target: str, table: sa.Table, columns: Sequence[str],
                 values: Iterable[Sequence[Any]]) -> None:
-    """COPY rows given as value sequences (in ``columns`` order) into ``target`` (quoted) on
-    the SQLAlchemy connection's own transaction (PostgreSQL only)."""
+    """COPY rows given as value sequences (in ``columns`` order of ``table``) into ``target``
+    (quoted: the table or a table like it) on the SQLAlchemy connection's own transaction
+    (PostgreSQL only). Binary when every column's type has a binary form here: a fifth of the
+    client's work of the text format (no text rendering and escaping of every value)."""
     cols = ", ".join(f'"{c}"' for c in columns)
+    types = _binary_types(table, tuple(columns))
     raw = conn.connection.dbapi_connection
-    with raw.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+    binary = " (FORMAT BINARY)" if types else ""
+    with raw.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN{binary}") as copy:
+        if types:
+            copy.set_types(types)
         write = copy.write_row
         for v in values:
             write(v)
+
+
+def _binary_type(t: sa.types.TypeEngine) -> str | None:
+    """The PostgreSQL type a value of column type ``t`` is sent as in a binary COPY (the
+    server reads it with the column's own binary input), or None: send the table as text."""
+    if isinstance(t, sa.JSON):  # JSON text (from orjson); jsonb's binary form differs
+        return "text" if type(t) is sa.JSON else None
+    for kind, name in _BINARY:
+        if isinstance(t, kind):
+            if kind is sa.DateTime:
+                return "timestamptz" if t.timezone else "timestamp"
+            if kind is sa.Float and t.precision is not None:
+                return None  # maybe real
+            return name or None
+    return None
+
+
+_BINARY: tuple[tuple[type, str], ...] = (
+    (sa.BigInteger, "int8"), (sa.SmallInteger, "int2"), (sa.Integer, "int4"),
+    (sa.Boolean, "bool"), (sa.DateTime, ""), (sa.Date, "date"), (sa.Float, "float8"),
+    (sa.Enum, ""), (sa.String, "text"))
+"""Checked in order (subclasses first); an empty name: no binary form here."""
+
+_binary_cache: dict[tuple[sa.Table, tuple[str, ...]], list[str] | None] = {}
+
+
+def _binary_types(table: sa.Table, columns: tuple[str, ...]) -> list[str] | None:
+    key = (table, columns)
+    if key not in _binary_cache:
+        names = [_binary_type(table.c[c].type) for c in columns]
+        _binary_cache[key] = None if not all(names) else names  # type: ignore[assignment]
+    return _binary_cache[key]
 
 
 def _pg_copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
@@ -182,7 +220,10 @@ def _seen_for(table: sa.Table) -> SeenKeys | None:
     seen = _fresh.get()
     if seen is None:
         return None
-    return seen.setdefault(table.name, SeenKeys())
+    keys = seen.get(table.name)
+    if keys is None:  # (not setdefault: a filter is a megabyte to clear)
+        keys = seen[table.name] = SeenKeys()
+    return keys
 
 
 def _split(keys: list[Any], seen: SeenKeys) -> tuple[list[Any], list[Any]]:
@@ -234,8 +275,6 @@ class RowCache:
         # SQLite hands back naive timestamps: make them aware again (UTC, as written).
         self._aware = [c.name for c in table.columns
                        if isinstance(c.type, sa.DateTime) and c.type.timezone]
-        self._select_any = sa.select(table).where(self.key_column == sa.any_(
-            sa.bindparam("keys", type_=postgresql.ARRAY(self.key_column.type))))
         self._seen = _seen_for(table)
 
     def load(self, conn: sa.Connection, keys: Iterable[str]) -> None:
@@ -247,20 +286,14 @@ class RowCache:
             self._rows.update(dict.fromkeys(fresh))
             self._absent.update(fresh)
             wanted = maybe
-        pg = conn.dialect.name == "postgresql"
-        size = _PG_CHUNK if pg else _CHUNK
-        for i in range(0, len(wanted), size):
-            chunk = wanted[i:i + size]
+        for chunk in key_chunks(conn, wanted):
             for k in chunk:
                 self._rows[k] = None
             self._absent.update(chunk)
-            if pg:  # one array parameter: a cached statement, no per-key bind rendering
-                result = conn.execute(self._select_any, {"keys": chunk})
-            else:
-                result = conn.execute(sa.select(self.table).where(self.key_column.in_(chunk)))
-            for row in result:
+            for row in conn.execute(sa.select(self.table)
+                                    .where(among(conn, self.key_column, chunk))):
                 m = self._fix(dict(row._mapping))
-                key = m[self.key_column.name]
+                key = m[self._key_name]
                 self._rows[key] = m
                 self._absent.discard(key)
 
@@ -326,9 +359,8 @@ class RowCache:
         """Remove deleted rows, insert new ones (COPY on PostgreSQL) and upsert the others;
         the cache stays usable."""
         if self._deleted:
-            keys = sorted(self._deleted)
-            for i in range(0, len(keys), _CHUNK):
-                conn.execute(self.table.delete().where(self.key_column.in_(keys[i:i + _CHUNK])))
+            for chunk in key_chunks(conn, sorted(self._deleted)):
+                conn.execute(self.table.delete().where(among(conn, self.key_column, chunk)))
             self._absent |= self._deleted
         new, changed = [], []
         for k in sorted(self._dirty):
@@ -380,6 +412,8 @@ class KeyedRows:
         """Read every row whose first key column is one of ``firsts`` (not read yet); rows
         already in memory are kept (they may hold this batch's changes)."""
         wanted = sorted({f for f in firsts if f is not None} - self._loaded)
+        if not wanted:
+            return
         if self._seen is not None:  # never written: no rows to read
             wanted, fresh = _split(wanted, self._seen)
             self._fresh.update(fresh)

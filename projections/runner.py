@@ -11,10 +11,12 @@ again (tables dropped and created, position 0), so a schema change never needs a
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +40,12 @@ positions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+#: A projection's position, locked for its batch's transaction.
+_CLAIM = sa.select(positions.c.position).where(
+    positions.c.name == sa.bindparam("claim_name")).with_for_update()
+_MOVE = positions.update().where(positions.c.name == sa.bindparam("move_name")).values(
+    position=sa.bindparam("move_to"), updated_at=sa.bindparam("move_at"))
+
 Progress = Callable[[int], None]
 """Called with the number of store positions a batch advanced (for a progress bar)."""
 
@@ -50,6 +58,21 @@ class _Batch:
     full: bool
     head: int
     """The store's head just before the read."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """One batch for the projections that catch up together: positions ``(after, end]``."""
+
+    after: int
+    end: int
+    events: list[CanonicalEvent]
+    types: list[str]
+    """Each event's type (a property: computed once per event, not per projection)."""
+
+
+_AHEAD = 2
+"""Batches read ahead of the slowest projection of a group (bounds the memory held)."""
 
 
 class ProjectionError(RuntimeError):
@@ -78,6 +101,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_commit_wait(conn: sa.Connection) -> None:
+    """PostgreSQL: this transaction's commit does not wait for its WAL flush. A server crash
+    may lose the last few committed batches, rows and position together: the runner then
+    applies them again (exactly once still holds); the read models are derived data."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 class ProjectionRunner:
     def __init__(self, store: EventStore, engine: sa.Engine, projections: Sequence[Projection],
                  *, batch_size: int = 5000, clock: Callable[[], datetime] = _now):
@@ -89,6 +120,7 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch_size = batch_size
         self.clock = clock
+        self._pg = engine.dialect.name == "postgresql"
         self._fresh: dict[str, tuple[int, dict[str, SeenKeys]]] = {}
         """Projections this runner rebuilds from empty tables and alone so far: name ->
         (position it last moved them to, keys written per table). See ``_fresh_scope``."""
@@ -161,88 +193,156 @@ class ProjectionRunner:
         """Empty the projections' tables and set their positions to 0 (one transaction each)."""
         with self._write() as conn, conn.begin():
             positions_metadata.create_all(conn)
-        for p in self.select(names):
-            with self._write() as conn, conn.begin():
-                conn.execute(sa.select(positions.c.name).where(positions.c.name == p.name)
-                             .with_for_update())
-                self._reset(conn, p)
+        selected = self.select(names)
+        # PostgreSQL: the projections' tables are dropped and made at once, on connections of
+        # their own (the server works on the catalog while this process waits)
+        with ThreadPoolExecutor(len(selected) if self._pg else 1, "projection-reset") as pool:
+            for f in [pool.submit(self._reset_alone, p) for p in selected]:
+                f.result()
+
+    def _reset_alone(self, p: Projection) -> None:
+        with self._write() as conn, conn.begin():
+            conn.execute(sa.select(positions.c.name).where(positions.c.name == p.name)
+                         .with_for_update())
+            self._reset(conn, p)
 
     # --- catching up ------------------------------------------------------------------------
 
     def run(self, names: Sequence[str] | None = None, *, until: int | None = None,
-            progress: Progress | None = None) -> int:
+            progress: Progress | None = None,
+            caught_up: Callable[[Projection], None] | None = None) -> int:
         """Bring the projections up to the store's head (or ``until``); returns the number of
-        events read. Call ``prepare`` first (``follow`` and the CLI do)."""
+        events read. Call ``prepare`` first (``follow`` and the CLI do).
+
+        The projections at the lowest position catch up together (``_catch_up``) until they
+        reach the next projection's position, where they merge with it, or the head.
+        ``caught_up(projection)`` is called (in the thread that applied its batches) when a
+        projection has reached the head or ``until``."""
         selected = self.select(names)
         read = 0
-        parallel = len(selected) > 1 and self.engine.dialect.name == "postgresql"
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-read") as pool, \
-                ThreadPoolExecutor(max_workers=len(selected),
-                                   thread_name_prefix="projection-apply") as appliers:
-            ahead: tuple[tuple[int, frozenset[str]], Future[_Batch]] | None = None
-            while True:
-                # No cyclic garbage collection while a batch is handled: every batch allocates
-                # hundreds of thousands of short-lived objects (freed by reference counting),
-                # and collections triggered by them would traverse the batch's live rows and
-                # events again and again. Between batches it runs as usual.
-                with gc_paused():
-                    stored = self.positions()
-                    missing = [p.name for p in selected if p.name not in stored]
-                    if missing:
-                        raise ProjectionError(f"projection not prepared: {missing}")
-                    pos = {p.name: stored[p.name][1] for p in selected}
-                    head = self.store.max_position() if until is None else until
-                    lowest = min(pos.values())
-                    if lowest >= head:
-                        return read
-                    group = [p for p in selected if pos[p.name] == lowest]
-                    topics = frozenset() if not all(p.topics for p in group) else frozenset(
-                        t for p in group for t in p.topics)
-                    if ahead is not None and ahead[0] == (lowest, topics):
-                        batch = ahead[1].result()
-                    else:
-                        batch = self._read(lowest, topics)
-                    ahead = None
-                    if batch.full and (until is None or batch.last < until):
-                        # decrypt and decode the next batch while this one is written
-                        ahead = ((batch.last, topics), pool.submit(self._read, batch.last, topics))
+        while True:
+            stored = self.positions()
+            missing = [p.name for p in selected if p.name not in stored]
+            if missing:
+                raise ProjectionError(f"projection not prepared: {missing}")
+            pos = {p.name: stored[p.name][1] for p in selected}
+            head = self.store.max_position() if until is None else until
+            lowest = min(pos.values())
+            if lowest >= head:
+                return read
+            group = [p for p in selected if pos[p.name] == lowest]
+            ahead = min((v for v in pos.values() if v > lowest), default=None)
+            if ahead is not None and (until is None or ahead < until):  # merge there
+                read += self._catch_up(group, lowest, ahead, progress, None)
+            else:
+                read += self._catch_up(group, lowest, until, progress, caught_up)
+
+    def _catch_up(self, group: Sequence[Projection], start: int, until: int | None,
+                  progress: Progress | None,
+                  caught_up: Callable[[Projection], None] | None) -> int:
+        """Feed ``group`` (all at ``start``) batch after batch up to ``until`` or the head;
+        returns the number of events read.
+
+        This thread reads (decrypts, decodes) batches; each projection applies them in order
+        in its own thread, in a transaction per batch, up to ``_AHEAD`` batches behind the
+        reader: while one projection waits on the server (psycopg releases the GIL) the others
+        and the reader run, and none waits for the slowest at the end of a batch. (SQLite: one
+        thread applies the batch to each projection in turn; the database has one writer.)
+        A projection that fails, or that another runner moved, stops the reading; the others
+        finish the batches already read. The first failure is raised."""
+        topics = frozenset() if not all(p.topics for p in group) else frozenset(
+            t for p in group for t in p.topics)
+        parallel = len(group) > 1 and self._pg
+        lanes = [[p] for p in group] if parallel else [list(group)]
+        queues: list[queue.Queue[_Work | None]] = [queue.Queue(_AHEAD) for _ in lanes]
+        halt = threading.Event()
+        errors: list[BaseException] = []
+        left: dict[int, int] = {}  # batch end -> lanes yet to apply it (for ``progress``)
+        lock = threading.Lock()
+
+        def apply_lane(projections: list[Projection], q: queue.Queue[_Work | None]) -> None:
+            live = projections
+            wanted = {p.name: frozenset(p.topics) for p in projections}
+            ended = False  # the reader's end of the queue taken
+            try:
+                with self._write() as conn:  # one connection, a transaction per batch
+                    while (work := q.get()) is not None:
+                        if live:
+                            live = self._apply_batch(conn, live, wanted, work)
+                            if len(live) < len(projections):
+                                halt.set()
+                        with lock:
+                            left[work.end] -= 1
+                            if left[work.end] == 0:
+                                del left[work.end]
+                                if progress:
+                                    progress(work.end - work.after)
+                    ended = True
+            except BaseException as exc:  # raised by the reading thread, after the others
+                errors.append(exc)
+                halt.set()
+                while not ended:  # the reader never waits on this lane
+                    ended = q.get() is None
+                return
+            if caught_up and not halt.is_set():
+                for p in live:
+                    caught_up(p)
+
+        read = 0
+        # No cyclic garbage collection meanwhile: every batch allocates hundreds of thousands
+        # of short-lived objects (freed by reference counting, in no cycles), and collections
+        # triggered by them would traverse the live rows and events again and again.
+        with gc_paused(), ThreadPoolExecutor(len(lanes), "projection-apply") as pool:
+            lane_done = [pool.submit(apply_lane, ps, q)
+                         for ps, q in zip(lanes, queues, strict=True)]
+            try:
+                after = start
+                while not halt.is_set():
+                    batch = self._read(after, topics)
                     end = batch.last if batch.full else max(batch.head, batch.last)
                     if until is not None:
                         end = min(end, until)
+                    if end <= after:  # nothing after the last batch
+                        break
                     events = [e for e in batch.events if (e.position or 0) <= end]
-                    types = [e.event_type for e in events]  # a property: computed once per event
-                    idle, work = [], []
-                    for p in group:
-                        wanted = frozenset(p.topics)
-                        mine = events if not wanted else [
-                            e for e, kind in zip(events, types, strict=True) if kind in wanted]
-                        if mine:
-                            work.append((p, mine))
-                        else:
-                            idle.append(p.name)
-                    self._apply_all(appliers if parallel else None, work, lowest, end)
-                    if idle:  # nothing to handle: only their positions move, in one statement
-                        self._advance(idle, lowest, end)
+                    work = _Work(after, end, events, [e.event_type for e in events])
+                    with lock:
+                        left[end] = len(lanes)
+                    for q in queues:
+                        q.put(work)
                     read += len(events)
-                    if progress:
-                        progress(end - lowest)
-                    del batch, events, types, work, mine  # garbage before collection resumes
+                    after = end
+                    if not batch.full or (until is not None and end >= until):
+                        break
+                    del batch, events, work
+            finally:
+                for q in queues:
+                    q.put(None)
+                for f in lane_done:
+                    f.result()
+        if errors:
+            raise errors[0]
+        return read
 
-    def _apply_all(self, appliers: ThreadPoolExecutor | None,
-                   work: Sequence[tuple[Projection, list[CanonicalEvent]]], expected: int,
-                   end: int) -> None:
-        """Apply a batch to each projection, each in its own transaction. On PostgreSQL they run
-        in threads: while one waits on the server (psycopg releases the GIL), another runs its
-        handlers. The first failure is raised after every projection has finished the batch."""
-        if appliers is None or len(work) < 2:
-            for p, mine in work:
-                self._apply(p, expected, end, mine)
-            return
-        futures = [appliers.submit(self._apply, p, expected, end, mine) for p, mine in work]
-        for f in futures:
-            f.exception()  # wait for all
-        for f in futures:
-            f.result()
+    def _apply_batch(self, conn: sa.Connection, projections: list[Projection],
+                     wanted: dict[str, frozenset[str]], work: _Work) -> list[Projection]:
+        """Apply one batch to each projection (its events of its topics); those without any
+        only move their position, in one statement. Returns the projections still at the
+        batch's end (not moved by another runner meanwhile)."""
+        moved: list[Projection] = []
+        idle: list[Projection] = []
+        for p in projections:
+            topics = wanted[p.name]
+            mine = work.events if not topics else [
+                e for e, kind in zip(work.events, work.types, strict=True) if kind in topics]
+            if not mine:
+                idle.append(p)
+            elif self._apply(conn, p, work.after, work.end, mine):
+                moved.append(p)
+        if idle:
+            advanced = self._advance(conn, [p.name for p in idle], work.after, work.end)
+            moved += [p for p in idle if p.name in advanced]
+        return [p for p in projections if p in moved]
 
     def _read(self, after: int, topics: frozenset[str]) -> _Batch:
         """The next rows after ``after``; only those of ``topics`` are decrypted and decoded.
@@ -255,10 +355,12 @@ class ProjectionRunner:
         last = rows[-1].position if rows else after
         return _Batch(events, last, len(rows) >= self.batch_size, head)
 
-    def _advance(self, names: Sequence[str], expected: int, end: int) -> None:
+    def _advance(self, conn: sa.Connection, names: Sequence[str], expected: int,
+                 end: int) -> list[str]:
         """Move projections that had no events in ``(expected, end]`` to ``end`` (those another
-        runner moved already are left alone)."""
-        with self._write() as conn, conn.begin():
+        runner moved already are left alone); returns the names moved."""
+        with conn.begin():
+            _no_commit_wait(conn)
             moved = conn.execute(positions.update().where(positions.c.name.in_(names),
                                                           positions.c.position == expected)
                                  .values(position=end, updated_at=self.clock())
@@ -268,19 +370,20 @@ class ProjectionRunner:
                 self._fresh[name] = (end, self._fresh[name][1])
             else:
                 self._fresh.pop(name, None)
+        return list(moved)
 
-    def _apply(self, p: Projection, expected: int, end: int,
-               mine: Sequence[CanonicalEvent]) -> None:
+    def _apply(self, conn: sa.Connection, p: Projection, expected: int, end: int,
+               mine: Sequence[CanonicalEvent]) -> bool:
         """Handle a projection's events of ``(expected, end]`` and move its position to ``end``,
-        in one transaction."""
+        in one transaction. False if another runner had moved it from ``expected``."""
         seen = self._fresh_scope(p.name, expected)
         self._fresh.pop(p.name, None)  # back only once this batch is committed
-        with self._write() as conn, conn.begin():
-            current = conn.execute(sa.select(positions.c.position)
-                                   .where(positions.c.name == p.name).with_for_update()).scalar()
+        with conn.begin():
+            _no_commit_wait(conn)
+            current = conn.execute(_CLAIM, {"claim_name": p.name}).scalar()
             if current != expected:  # another runner got there first: nothing to do
                 log.info("projection moved by another runner", projection=p.name)
-                return
+                return False
             try:
                 with fresh_tables(seen):
                     p.handle(mine, conn)
@@ -289,10 +392,10 @@ class ProjectionRunner:
                           until=end, error=type(exc).__name__)
                 raise ProjectionError(f"{p.name}: batch after position {expected} failed: "
                                       f"{type(exc).__name__}: {exc}") from exc
-            conn.execute(positions.update().where(positions.c.name == p.name)
-                         .values(position=end, updated_at=self.clock()))
+            conn.execute(_MOVE, {"move_name": p.name, "move_to": end, "move_at": self.clock()})
         if seen is not None:
             self._fresh[p.name] = (end, seen)
+        return True
 
     def _fresh_scope(self, name: str, expected: int) -> dict[str, SeenKeys] | None:
         """The keys written to the projection's tables, if this runner emptied them and then
@@ -307,37 +410,55 @@ class ProjectionRunner:
 
     def rebuild(self, names: Sequence[str] | None = None, *,
                 progress: Progress | None = None) -> int:
-        """Drop, recreate and refill the projections from the first event."""
+        """Drop, recreate and refill the projections from the first event. The planner's
+        statistics of a projection's tables are refreshed as soon as it is done (while the
+        others still work)."""
         self.reset(names)
-        if self.engine.dialect.name == "postgresql":  # see _fresh_scope
-            self._fresh.update({p.name: (0, {}) for p in self.select(names)})
+        selected = self.select(names)
+        if self._pg:  # see _fresh_scope
+            self._fresh.update({p.name: (0, {}) for p in selected})
         started = time.perf_counter()
-        try:
-            n = self.run(names, progress=progress)
-        finally:
-            for p in self.select(names):
-                self._fresh.pop(p.name, None)
-        self.analyze(names)
-        log.info("projections rebuilt", projections=[p.name for p in self.select(names)],
+        with self._analyzer() as analyze:
+            try:
+                n = self.run(names, progress=progress, caught_up=analyze)
+            finally:
+                for p in selected:
+                    self._fresh.pop(p.name, None)
+            for p in selected:  # those that had nothing to catch up
+                analyze(p)
+        log.info("projections rebuilt", projections=[p.name for p in selected],
                  events=n, seconds=round(time.perf_counter() - started, 3))
         return n
 
     def analyze(self, names: Sequence[str] | None = None) -> None:
         """Refresh the query planner's statistics of the projections' tables (after a bulk
         load the planner would otherwise guess, and pick scans over index lookups)."""
-        tables = [t.name for p in self.select(names) for t in p.metadata.sorted_tables]
-        if self.engine.dialect.name != "postgresql" or len(tables) < 2:
-            self._analyze(tables)
-            return
-        # two connections: the server analyzes two tables at a time (on two cores)
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="projection-analyze") as pool:
-            for f in [pool.submit(self._analyze, tables[i::2]) for i in range(2)]:
+        with self._analyzer() as analyze:
+            for p in self.select(names):
+                analyze(p)
+
+    @contextmanager
+    def _analyzer(self) -> Iterator[Callable[[Projection], None]]:
+        """A function that has a projection's tables analyzed (once; in the background on
+        PostgreSQL: two tables at a time, on connections of their own); all are done when the
+        block ends."""
+        done: set[str] = set()
+        pending: list[Future[None]] = []
+        with ThreadPoolExecutor(2 if self._pg else 1, "projection-analyze") as pool:
+
+            def analyze(p: Projection) -> None:
+                if p.name not in done:
+                    done.add(p.name)
+                    pending.extend(pool.submit(self._analyze, t.name)
+                                   for t in p.metadata.sorted_tables)
+
+            yield analyze
+            for f in pending:
                 f.result()
 
-    def _analyze(self, tables: Sequence[str]) -> None:
+    def _analyze(self, table: str) -> None:
         with self.engine.connect() as conn, conn.begin():
-            for name in tables:
-                conn.exec_driver_sql(f'ANALYZE "{name}"')
+            conn.exec_driver_sql(f'ANALYZE "{table}"')
 
     def follow(self, names: Sequence[str] | None = None, *, stop: threading.Event | None = None,
                interval: float = 0.5, wait: Callable[[float], None] | None = None,

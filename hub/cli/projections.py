@@ -41,10 +41,15 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
-def _bar(runner: ProjectionRunner, names: list[str] | None, desc: str) -> tqdm:
-    stored = runner.positions()
-    lowest = min((stored.get(p.name, (0, 0, None))[1] for p in runner.select(names)), default=0)
-    total = max(runner.store.max_position() - lowest, 0)
+def _bar(runner: ProjectionRunner, names: list[str] | None, desc: str,
+         start: int | None = None) -> tqdm:
+    """A bar over the store positions from ``start`` (default: the lowest projection's) to the
+    head."""
+    if start is None:
+        stored = runner.positions()
+        start = min((stored.get(p.name, (0, 0, None))[1] for p in runner.select(names)),
+                    default=0)
+    total = max(runner.store.max_position() - start, 0)
     return tqdm(total=total, desc=desc, unit="pos", unit_scale=True, dynamic_ncols=True)
 
 
@@ -107,8 +112,7 @@ def register(app: typer.Typer) -> None:
         """Drop the read models and rebuild them from the first event (progress bar)."""
         with _opened(store, batch_size) as (_, runner):
             runner.prepare(names or None)
-            runner.reset(names or None)
-            with _bar(runner, names or None, "rebuild") as bar:
-                n = runner.run(names or None, progress=bar.update)
+            with _bar(runner, names or None, "rebuild", start=0) as bar:
+                n = runner.rebuild(names or None, progress=bar.update)
             typer.echo(f"rebuilt {', '.join(p.name for p in runner.select(names or None))} "
                        f"from {n} events")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import sqlalchemy as sa
+
 from hub.domain import events as ev
+from projections import access_log as al
 from projections import queries as q
 from projections.case_history import summarize
 from tests.projections import scenario as sc
@@ -72,3 +75,32 @@ def test_access_log_per_person_and_per_user(store, engine, runner):
         (store.person_key(other), "existence_only"), (store.person_key(sc.MOTHER), "full")]
     assert [a.purpose for a in older] == ["coordinated_pathway"]
     assert mother[0].occurred_at == t + timedelta(hours=2)
+
+
+def test_accesses_follow_a_chain_of_replaced_identifiers_in_one_batch(store, engine):
+    """A, replaced by B, replaced by C: accesses recorded under any of them, before or after
+    the replacements, end under C, whether the replacements come in one batch or one by one."""
+    from tests.projections.conftest import make_runner
+
+    a, b, c = cpr(81), cpr(82), cpr(83)
+    t = datetime(2025, 3, 1, 8, tzinfo=UTC)
+
+    def seen(user: str, person: str, hours: int) -> ev.CanonicalEvent:
+        return event(ev.PersonRecordAccessed(user, "case_work", "overview"), person=person,
+                     actor=user, at=t + timedelta(hours=hours), source="glasplade")
+
+    store.append([seen("u1", a, 0), seen("u2", b, 1)])
+    store.append([
+        seen("u3", a, 2),
+        event(ev.PersonIdentifierReplaced(a, b), person=b, source="cpr"),
+        seen("u4", a, 3),
+        event(ev.PersonIdentifierReplaced(b, c), person=c, source="cpr"),
+        seen("u5", a, 4), seen("u6", b, 5),
+    ])
+    for batch_size in (2, 1, 1000):  # the second append in one batch, and one by one
+        make_runner(store, engine, batch_size=batch_size).rebuild()
+        with engine.connect() as conn:
+            assert [x.user_id for x in q.accesses_to_person(conn, store.person_key(c))] == [
+                "u6", "u5", "u4", "u3", "u2", "u1"], batch_size
+            stored = conn.execute(sa.select(al.entries.c.person_key).distinct()).scalars()
+            assert list(stored) == [store.person_key(c)], batch_size

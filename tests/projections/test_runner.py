@@ -298,3 +298,23 @@ def test_a_projection_without_events_in_a_batch_only_moves_its_position(store, e
     assert stored_positions(engine) == {"watching": head, "counter": head}
     assert counts(engine)["CaseActionRecorded"] >= 1
     assert runner.status()[0].lag == 0
+
+
+def test_a_failing_projection_stops_the_others_at_a_batch_end(store, engine):
+    """The projections of a run apply batches side by side; when one fails the reading stops,
+    the others finish the batches already read (each committed whole), and the failure is
+    raised. A re-run brings them all to the head."""
+    store.append(sc.family())
+    boom = Explodes(store.person_key, 5)
+    others = build_projections(store.person_key, ["projections.case_history",
+                                                  "projections.access_log"])
+    runner = make_runner(store, engine, batch_size=2, projections=[boom, *others])
+    with pytest.raises(ProjectionError, match="batch after position 4 failed"):
+        runner.run()
+    at = stored_positions(engine)
+    assert at["citizen_overview"] == 4
+    assert all(4 <= at[p.name] < store.max_position() for p in others)
+    assert all(at[p.name] % 2 == 0 for p in others)  # at a batch's end
+    good = [CitizenOverviewProjection(store.person_key), *others]
+    assert make_runner(store, engine, batch_size=2, projections=good).run() > 0
+    assert stored_positions(engine) == {p.name: store.max_position() for p in good}
