@@ -84,15 +84,30 @@ class _Rows:
         self.aliases = RowCache(t.aliases)
         self.all = (self.persons, self.relations, self.cases, self.caseworkers, self.grants,
                     self.consents, self.markings, self.pathways, self.members, self.aliases)
-        self._aliases = self.aliases.in_memory()
+        self.alias_of: dict[str, str] = {}
+        """Replaced person key -> the key now (the alias rows as a map: ``current`` is one
+        dict look-up per event; ``load_aliases`` fills it, ``put_alias`` keeps it)."""
         self._members: dict[str, set[str]] | None = None
         """Pathway id -> person keys of its member rows in memory (made when first asked)."""
 
     def current(self, person_key: str) -> str:
         """The person's key now (a replaced identifier's key leads to the new one). The whole
         alias table is in memory (``_preload``): a key it does not hold has no alias."""
-        alias = self._aliases.get(person_key)
-        return alias["new_key"] if alias else person_key
+        return self.alias_of.get(person_key, person_key)
+
+    def load_aliases(self, conn: sa.Connection) -> None:
+        self.aliases.load_all(conn)  # a few rows: one per replaced identifier
+        self.alias_of = {k: r["new_key"] for k, r in self.aliases.in_memory().items() if r}
+
+    def put_alias(self, old_key: str, new_key: str) -> None:
+        """File ``old_key`` (and every key that led to it) under ``new_key``."""
+        for row in self.aliases.cached():
+            if row["new_key"] == old_key:
+                row["new_key"] = new_key
+                self.aliases.touch(row["old_key"])
+                self.alias_of[row["old_key"]] = new_key
+        self.aliases.put({"old_key": old_key, "new_key": new_key})
+        self.alias_of[old_key] = new_key
 
     def members_of(self, pathway_id: str) -> set[str]:
         """The person keys of the pathway's member rows in memory: all its members when
@@ -138,7 +153,7 @@ class CitizenOverviewProjection(Projection):
             return
         rows = _Rows()
         self._preload(rows, events, conn)
-        handlers, current, persons = self._handlers, rows.current, rows.persons
+        handlers, persons, alias_of = self._handlers, rows.persons, rows.alias_of
         for e in events:
             p = e.payload
             kind = type(p).__name__  # e.event_type, without the property call
@@ -147,7 +162,7 @@ class CitizenOverviewProjection(Projection):
                 continue
             person_key = e.person_key
             if person_key:
-                now = current(person_key)
+                now = alias_of.get(person_key, person_key)  # rows.current, inlined
                 if now != person_key:
                     e = replace(e, person_key=now)
                     person_key = now
@@ -165,8 +180,9 @@ class CitizenOverviewProjection(Projection):
                  conn: sa.Connection) -> None:
         """Read every row the batch will touch, one query per table (keys known as absent
         are then inserted rather than upserted)."""
-        rows.aliases.load_all(conn)  # a few rows: one per replaced identifier
+        rows.load_aliases(conn)
         current, key_of = rows.current, self.person_key_of
+        alias = rows.alias_of.get  # current(), inlined in the loop below
         keys: dict[RowCache, set[str]] = {c: set() for c in rows.all if c is not rows.aliases}
         persons, cases, relations = keys[rows.persons], keys[rows.cases], keys[rows.relations]
         replaced: set[str] = set()
@@ -175,7 +191,7 @@ class CitizenOverviewProjection(Projection):
             p = e.payload
             kind = type(p).__name__
             if e.person_key and kind in PRESENCE:
-                persons.add(current(e.person_key))
+                persons.add(alias(e.person_key, e.person_key))
             if e.case_key and kind in ev.CASE_EVENTS:
                 cases.add(e.case_key)
             if kind == "PersonRelationChanged":
@@ -206,12 +222,15 @@ class CitizenOverviewProjection(Projection):
                 persons.add(old)
                 persons.add(key_of(p.new_identifier))
                 replaced.add(old)
+        if replaced:
+            replaced |= {current(k) for k in replaced}
+            persons |= replaced  # (their rows: by key, with the others)
         for cache, wanted in keys.items():
             cache.load(conn, wanted)
         if changed_members:  # the members they have now, to drop those who left
             rows.members.load_where(conn, "pathway_id", changed_members)
         if replaced:
-            self._load_replaced(rows, replaced | {current(k) for k in replaced}, conn)
+            self._load_replaced(rows, replaced, conn)
 
     # --- person -----------------------------------------------------------------------------
 
@@ -442,9 +461,10 @@ class CitizenOverviewProjection(Projection):
 
     def _load_replaced(self, rows: _Rows, old_keys: set[str], conn: sa.Connection) -> None:
         """Read every row that names a person whose identifier the batch replaces, so the
-        replacement is done in memory and written with the rest of the batch."""
-        for cache in (rows.persons, rows.cases, rows.grants, rows.consents, rows.markings,
-                      rows.pathways, rows.relations, rows.members):
+        replacement is done in memory and written with the rest of the batch (their persons
+        rows are read by key in ``_preload``)."""
+        for cache in (rows.cases, rows.grants, rows.consents, rows.markings, rows.pathways,
+                      rows.relations, rows.members):
             cache.load_where(conn, "person_key", old_keys)
         rows.relations.load_where(conn, "related_key", old_keys)
         # (aliases: the whole table is read for every batch)
@@ -481,11 +501,7 @@ class CitizenOverviewProjection(Projection):
             if row["person_key"] == old:
                 rows.remove_member(row["pathway_id"], old)
                 rows.add_member(row["pathway_id"], new)
-        for row in rows.aliases.cached():
-            if row["new_key"] == old:
-                row["new_key"] = new
-                rows.aliases.touch(row["old_key"])
-        rows.aliases.put({"old_key": old, "new_key": new})
+        rows.put_alias(old, new)
 
 
 def create(person_key_of: Callable[[str], str]) -> CitizenOverviewProjection:

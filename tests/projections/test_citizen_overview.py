@@ -257,6 +257,29 @@ def test_identifier_replaced_moves_everything_to_the_new_number(store, engine, r
     assert [a.person_key for a in accesses] == [new_key, new_key]
 
 
+def test_a_chain_of_replaced_identifiers_leads_to_the_last_number(store, engine, runner):
+    """A -> B in one batch, B -> C in the next: events naming A or B after that (in the same
+    batch as B -> C, and later) are filed under C."""
+    a, b, c = (cpr(n, date(2001, 2, 3)) for n in (73, 74, 75))
+
+    def opened(person, case):
+        return event(ev.CaseOpened("BUF", "u", "U", "t", "open"), person=person, case=case,
+                     source="dubu")
+
+    store.append([opened(a, "dubu:A1"), event(ev.PersonIdentifierReplaced(a, b), person=b,
+                                              source="cpr")])
+    runner.run()
+    store.append([event(ev.PersonIdentifierReplaced(b, c), person=c, source="cpr"),
+                  opened(a, "dubu:A2"), opened(b, "dubu:B1")])
+    runner.run()
+    store.append([opened(a, "dubu:A3")])
+    runner.run()
+    with engine.connect() as conn:
+        o = q.citizen_overview(conn, store.person_key(a), today=TODAY)
+    assert o is not None and o.person.person_key == store.person_key(c)
+    assert sorted(x.case_key for x in o.cases) == ["dubu:A1", "dubu:A2", "dubu:A3", "dubu:B1"]
+
+
 def test_the_cpr_registers_name_wins_over_a_fagsystems_spelling(store, engine, runner):
     """A fagsystem may spell a name differently; the overview shows the CPR register's, in
     whichever order the two registrations arrive."""
