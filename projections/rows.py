@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC
 from typing import Any
@@ -258,6 +258,51 @@ def among(conn: sa.Connection, column: sa.ColumnElement, keys: Sequence[Any]
     return column.in_(keys)
 
 
+def rows_where(conn: sa.Connection, table: sa.Table, column: str | None = None,
+               keys: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+    """The rows of ``table`` (as dicts) whose ``column`` is one of ``keys``, in as few queries
+    as ``key_chunks`` allows; every row when ``column`` is None.
+
+    PostgreSQL reads them on the driver's cursor when psycopg returns every column's values
+    as SQLAlchemy would (the types of ``_binary_types``): no result set-up per query and no
+    row object per row, one of a rebuild's most frequent statements."""
+    names = [c.name for c in table.columns]
+    sql = _read_sql(conn, table, column)
+    chunks = [None] if column is None else key_chunks(conn, keys)
+    with conn.connection.dbapi_connection.cursor() if sql else nullcontext() as cur:
+        for chunk in chunks:
+            if sql:
+                cur.execute(sql, None if chunk is None else {"keys": list(chunk)})
+                rows: Iterable[Sequence[Any]] = cur.fetchall()
+            else:
+                stmt = sa.select(table)
+                rows = conn.execute(stmt if chunk is None else
+                                    stmt.where(among(conn, table.c[column], chunk)))
+            for row in rows:
+                yield dict(zip(names, row, strict=True))
+
+
+_read_cache: dict[tuple[sa.Table, str | None], str | None] = {}
+
+
+def _read_sql(conn: sa.Connection, table: sa.Table, column: str | None) -> str | None:
+    """The SQL ``rows_where`` runs on the driver's cursor, or None: through SQLAlchemy."""
+    if conn.dialect.name != "postgresql":
+        return None
+    key = (table, column)
+    if key not in _read_cache:
+        sql = None
+        if _binary_types(table, tuple(c.name for c in table.columns)) is not None:
+            stmt = sa.select(table)
+            if column is not None:
+                col = table.c[column]
+                stmt = stmt.where(col == sa.any_(sa.bindparam(
+                    "keys", type_=postgresql.ARRAY(col.type))))
+            sql = stmt.compile(dialect=conn.dialect).string
+        _read_cache[key] = sql
+    return _read_cache[key]
+
+
 class RowCache:
     """The rows of one table (single-column string primary key) a batch reads and writes."""
 
@@ -286,23 +331,20 @@ class RowCache:
             self._rows.update(dict.fromkeys(fresh))
             self._absent.update(fresh)
             wanted = maybe
-        for chunk in key_chunks(conn, wanted):
-            for k in chunk:
-                self._rows[k] = None
-            self._absent.update(chunk)
-            for row in conn.execute(sa.select(self.table)
-                                    .where(among(conn, self.key_column, chunk))):
-                m = self._fix(dict(row._mapping))
-                key = m[self._key_name]
-                self._rows[key] = m
-                self._absent.discard(key)
+        if not wanted:
+            return
+        self._rows.update(dict.fromkeys(wanted))
+        self._absent.update(wanted)
+        for m in rows_where(conn, self.table, self._key_name, wanted):
+            key = self._fix(m)[self._key_name]
+            self._rows[key] = m
+            self._absent.discard(key)
 
     def load_all(self, conn: sa.Connection) -> None:
         """Read the whole table (for small tables such as aliases)."""
         self._conn = conn
-        for row in conn.execute(sa.select(self.table)):
-            m = self._fix(dict(row._mapping))
-            self._rows.setdefault(m[self.key_column.name], m)
+        for m in rows_where(conn, self.table):
+            self._rows.setdefault(self._fix(m)[self._key_name], m)
         self._complete = True
 
     def load_where(self, conn: sa.Connection, column: str, values: Iterable[str]) -> None:
@@ -312,14 +354,11 @@ class RowCache:
         wanted = sorted(set(values))
         if not wanted:
             return
-        col = self.table.c[column]
-        for chunk in key_chunks(conn, wanted):
-            for row in conn.execute(sa.select(self.table).where(among(conn, col, chunk))):
-                m = self._fix(dict(row._mapping))
-                key = m[self.key_column.name]
-                if key not in self._rows:
-                    self._rows[key] = m
-                    self._absent.discard(key)
+        for m in rows_where(conn, self.table, column, wanted):
+            key = self._fix(m)[self._key_name]
+            if key not in self._rows:
+                self._rows[key] = m
+                self._absent.discard(key)
 
     def _fix(self, m: dict[str, Any]) -> dict[str, Any]:
         for name in self._aware:
@@ -362,13 +401,16 @@ class RowCache:
             for chunk in key_chunks(conn, sorted(self._deleted)):
                 conn.execute(self.table.delete().where(among(conn, self.key_column, chunk)))
             self._absent |= self._deleted
+        rows = self._rows
         new, changed = [], []
         for k in sorted(self._dirty):
-            row = self._rows[k]
-            if row is not None:
-                (new if k in self._absent else changed).append(row)
-        insert_many(conn, self.table, new)
-        upsert(conn, self.table, changed, unique=True)
+            if rows[k] is not None:
+                (new if k in self._absent else changed).append(k)
+        if changed and self._seen is not None:  # put unread: a key never written is absent too
+            changed, fresh = _split(changed, self._seen)
+            new += fresh
+        insert_many(conn, self.table, [rows[k] for k in new])
+        upsert(conn, self.table, [rows[k] for k in changed], unique=True)
         if self._seen is not None:
             self._seen.add_all(self._dirty)
         self._absent -= self._dirty
@@ -394,7 +436,8 @@ class RowCache:
 class KeyedRows:
     """The rows of a table with a composite primary key that a batch reads and writes
     (``RowCache`` is for one-column keys). Rows are read by the key's first column; ``flush``
-    deletes the removed keys and upserts the others (insert-if-absent on all-key tables)."""
+    deletes the removed keys and upserts the others (insert-if-absent on all-key tables), or
+    inserts them when their first column's value was never written (``fresh_tables``)."""
 
     def __init__(self, table: sa.Table):
         self.table = table
@@ -405,8 +448,6 @@ class KeyedRows:
         self._loaded: set[Any] = set()
         self._dirty: set[tuple] = set()
         self._seen = _seen_for(table)
-        self._fresh: set[Any] = set()
-        """First key values never written to the table: their rows are inserted."""
 
     def load(self, conn: sa.Connection, firsts: Iterable[Any]) -> None:
         """Read every row whose first key column is one of ``firsts`` (not read yet); rows
@@ -416,16 +457,12 @@ class KeyedRows:
             return
         if self._seen is not None:  # never written: no rows to read
             wanted, fresh = _split(wanted, self._seen)
-            self._fresh.update(fresh)
             self._loaded.update(fresh)
-        col = self.table.c[self.pk[0]]
-        for chunk in key_chunks(conn, wanted):
-            for r in conn.execute(sa.select(self.table).where(among(conn, col, chunk))):
-                row = dict(r._mapping)
-                key = self._key(row)
-                if key not in self._rows:
-                    self._rows[key] = row
-                    self._by_first.setdefault(key[0], set()).add(key)
+        for row in rows_where(conn, self.table, self.pk[0], wanted):
+            key = self._key(row)
+            if key not in self._rows:
+                self._rows[key] = row
+                self._by_first.setdefault(key[0], set()).add(key)
         self._loaded.update(wanted)
 
     def get(self, conn: sa.Connection, key: tuple) -> dict[str, Any] | None:
@@ -464,10 +501,14 @@ class KeyedRows:
             conn.execute(t.delete().where(*(t.c[c] == sa.bindparam(f"k_{c}") for c in self.pk)),
                          [{f"k_{c}": v for c, v in zip(self.pk, k, strict=True)} for k in gone])
         kept = [r for k in self._dirty if (r := self._rows[k]) is not None]
-        first = self.pk[0]
-        insert_many(conn, self.table, [r for r in kept if r[first] in self._fresh])
-        upsert(conn, self.table, [r for r in kept if r[first] not in self._fresh], unique=True)
-        if self._seen is not None:
-            self._seen.add_all(r[first] for r in kept)
-        self._fresh.clear()
+        if self._seen is None:
+            upsert(conn, self.table, kept, unique=True)
+        else:  # a first key value never written has no rows yet (loaded or not): insert
+            first = self.pk[0]
+            firsts = list({r[first] for r in kept})
+            _, fresh = _split(firsts, self._seen)
+            new = set(fresh)
+            insert_many(conn, self.table, [r for r in kept if r[first] in new])
+            upsert(conn, self.table, [r for r in kept if r[first] not in new], unique=True)
+            self._seen.add_all(firsts)
         self._dirty.clear()
