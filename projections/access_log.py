@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from projections.base import Projection
 from projections.case_history import utc
-from projections.rows import RowCache, insert_many
+from projections.rows import RowCache, insert_many, put_alias
 
 NAME = "access_log"
 metadata = sa.MetaData()
@@ -88,11 +88,7 @@ class AccessLog(Projection):
                 for row in by_person.pop(old, ()):
                     row["person_key"] = new
                     by_person.setdefault(new, []).append(row)
-                for row in alias.cached():
-                    if row["new_key"] == old:
-                        row["new_key"] = new
-                        alias.touch(row["old_key"])
-                alias.put({"old_key": old, "new_key": new})
+                put_alias(alias, old, new)
         if moves:
             conn.execute(entries.update().where(entries.c.person_key == sa.bindparam("b_old"))
                          .values(person_key=sa.bindparam("b_new")), moves)

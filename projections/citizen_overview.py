@@ -18,7 +18,7 @@ from hub.domain import events as ev
 from projections import citizen_tables as t
 from projections.base import Projection
 from projections.case_history import utc
-from projections.rows import RowCache
+from projections.rows import RowCache, put_alias
 
 PERSON = ("PersonRegistered", "PersonNameChanged", "PersonAddressChanged",
           "PersonRelationChanged", "PersonCivilStatusChanged", "PersonProtectedAddressChanged",
@@ -101,13 +101,8 @@ class _Rows:
 
     def put_alias(self, old_key: str, new_key: str) -> None:
         """File ``old_key`` (and every key that led to it) under ``new_key``."""
-        for row in self.aliases.cached():
-            if row["new_key"] == old_key:
-                row["new_key"] = new_key
-                self.aliases.touch(row["old_key"])
-                self.alias_of[row["old_key"]] = new_key
-        self.aliases.put({"old_key": old_key, "new_key": new_key})
-        self.alias_of[old_key] = new_key
+        for key in put_alias(self.aliases, old_key, new_key):
+            self.alias_of[key] = new_key
 
     def members_of(self, pathway_id: str) -> set[str]:
         """The person keys of the pathway's member rows in memory: all its members when

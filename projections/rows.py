@@ -433,6 +433,20 @@ class RowCache:
         self._absent.clear()
 
 
+def put_alias(aliases: RowCache, old_key: str, new_key: str) -> list[str]:
+    """In an alias table (``old_key`` -> ``new_key``, read whole with ``load_all``), file
+    ``old_key`` and every key that led to it under ``new_key``, so that a chain of
+    replacements is one look-up. Returns the old keys that now lead to ``new_key``."""
+    moved = [old_key]
+    for row in aliases.cached():
+        if row["new_key"] == old_key:
+            row["new_key"] = new_key
+            aliases.touch(row["old_key"])
+            moved.append(row["old_key"])
+    aliases.put({"old_key": old_key, "new_key": new_key})
+    return moved
+
+
 class KeyedRows:
     """The rows of a table with a composite primary key that a batch reads and writes
     (``RowCache`` is for one-column keys). Rows are read by the key's first column; ``flush``

@@ -121,6 +121,8 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.clock = clock
         self._pg = engine.dialect.name == "postgresql"
+        self._positions_exist = False
+        """``projection_positions`` was seen or created (it is never dropped)."""
         self._fresh: dict[str, tuple[int, dict[str, SeenKeys]]] = {}
         """Projections this runner rebuilds from empty tables and alone so far: name ->
         (position it last moved them to, keys written per table). See ``_fresh_scope``."""
@@ -142,8 +144,12 @@ class ProjectionRunner:
     def positions(self) -> dict[str, tuple[int, int, datetime | None]]:
         """name -> (stored version, position, updated_at) for every tracked projection."""
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table(positions.name):
-                return {}
+            # (the table is looked for in the catalog only until it has been seen: the
+            # follower and the API ask for positions on every run and request)
+            if not self._positions_exist:
+                if not sa.inspect(conn).has_table(positions.name):
+                    return {}
+                self._positions_exist = True
             return {r.name: (r.version, r.position, r.updated_at)
                     for r in conn.execute(sa.select(positions))}
 
