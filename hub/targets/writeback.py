@@ -404,6 +404,15 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite: naive, as UTC
 
 
+def recorded(conn: sa.Connection, command_ids: Sequence[str]) -> set[str]:
+    """Those of ``command_ids`` that are in the record (ids only, chunked)."""
+    w, found = WRITEBACK, set()
+    for chunk in key_chunks(conn, command_ids):
+        found.update(conn.execute(sa.select(w.c.command_id).where(
+            among(conn, w.c.command_id, chunk))).scalars())
+    return found
+
+
 class _Record:
     """Recorded commands looked up by id, in chunks: status and encoded command (absent: not
     recorded)."""
@@ -679,11 +688,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
             if not isinstance(c, _MARKING) and slots[slot].unchanged(c):
                 continue
         asked.append((c, mode))
-    ids = [c.command_id for c, _ in asked]
-    known: set[str] = set()
-    for chunk in key_chunks(conn, ids):
-        known |= set(conn.execute(sa.select(WRITEBACK.c.command_id).where(
-            among(conn, WRITEBACK.c.command_id, chunk))).scalars())
+    known = recorded(conn, [c.command_id for c, _ in asked])
     fresh = [(c, mode) for c, mode in asked if c.command_id not in known]
     # the past that the changed slots need, read by id in one go: the latest command, and the
     # waiting commands' status (was a case still being created written meanwhile?)

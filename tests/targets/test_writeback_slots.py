@@ -99,11 +99,7 @@ def ref_record_plan(conn: sa.Connection, planned: list[tuple[Any, str]], now: da
     """``record_plan`` as it was before the per-slot state (history read per slot)."""
     wb.WRITEBACK.create(conn, checkfirst=True)
     w = wb.WRITEBACK
-    ids = [c.command_id for c, _ in planned]
-    known: set[str] = set()
-    for chunk in key_chunks(conn, ids):
-        known |= set(conn.execute(sa.select(w.c.command_id).where(
-            among(conn, w.c.command_id, chunk))).scalars())
+    known = wb.recorded(conn, [c.command_id for c, _ in planned])
     fresh = [(c, mode) for c, mode in planned if c.command_id not in known]
     history = _ref_history(conn, {s for c, _ in fresh if (s := wb._slot(c)) is not None})
     rows, superseded = [], []
