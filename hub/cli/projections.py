@@ -111,7 +111,6 @@ def register(app: typer.Typer) -> None:
                 store: str = StoreOpt) -> None:
         """Drop the read models and rebuild them from the first event (progress bar)."""
         with _opened(store, batch_size) as (_, runner):
-            runner.prepare(names or None)
             with _bar(runner, names or None, "rebuild", start=0) as bar:
                 n = runner.rebuild(names or None, progress=bar.update)
             typer.echo(f"rebuilt {', '.join(p.name for p in runner.select(names or None))} "
