@@ -100,11 +100,17 @@ def overlap_run(
             rule_set = _rules(hub, rules)
             moment = (datetime.combine(date.fromisoformat(as_of), datetime.min.time(), UTC)
                       if as_of else datetime.now(UTC))
-            result = run_overlap(hub.store, engine, rule_set, moment, projection, report_dir)
-            planned = wb.plan(rule_set, result.started, result.ended, moment.date(),
-                              result.current)
-            with engine.begin() as conn:
-                n_planned = wb.record_plan(conn, planned, datetime.now(UTC))
+            n_planned = 0
+
+            def record_commands(result) -> None:  # noqa: ANN001
+                nonlocal n_planned
+                planned = wb.plan(rule_set, result.started, result.ended, moment.date(),
+                                  result.current)
+                with engine.begin() as conn:
+                    n_planned = wb.record_plan(conn, planned, datetime.now(UTC))
+
+            result = run_overlap(hub.store, engine, rule_set, moment, projection, report_dir,
+                                 before_record=record_commands)
         finally:
             engine.dispose()
             hub.close()

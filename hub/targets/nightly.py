@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,8 +121,8 @@ def _last_episodes(conn: sa.Connection, p: TargetGroupsProjection, new: list[r.M
 
 
 def run_overlap(store: EventStore, engine: sa.Engine, rule_set: r.RuleSet, as_of: datetime,
-                projection: TargetGroupsProjection, report_dir: Path | None = None
-                ) -> RunResult:
+                projection: TargetGroupsProjection, report_dir: Path | None = None,
+                before_record: Callable[[RunResult], object] | None = None) -> RunResult:
     """One nightly run. Raises on failure (the CLI turns that into a non-zero exit)."""
     from hub.targets.report import write_reports  # Jinja2 only when a report is written
 
@@ -182,6 +183,8 @@ def run_overlap(store: EventStore, engine: sa.Engine, rule_set: r.RuleSet, as_of
                                  ev.OverlapResolved(overlap_id, row.kind,
                                                     "Ikke længere fundet i kørslen")))
     t["diff"] = time.perf_counter() - t0
+    if before_record is not None:  # e.g. the write-back's commands: recorded before the match
+        before_record(result)      # events, a run that dies in between is planned again
 
     t0 = time.perf_counter()
     for i in range(0, len(events), APPEND_BATCH):

@@ -29,9 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, Protocol
 
@@ -45,7 +49,12 @@ from projections.rows import among, insert_many, key_chunks, upsert
 
 log = get_logger("glasplade.writeback")
 MAX_ATTEMPTS = 5
-PENDING = ("planned", "approved", "failed")
+PENDING = ("planned", "approved", "failed", "sending")
+#: A command claimed by an execute run that has not finished it for this long is due again (the
+#: run died mid-write; the fagsystem write is idempotent).
+SENDING_LEASE = timedelta(minutes=30)
+#: The digest of a slot whose latest command failed for good: planning the same state is a change.
+_GAVE_UP = "(gave up)"
 #: Display names of the fagsystemer in texts written to other fagsystemer.
 SYSTEM_NAMES = {"dubu": "DUBU", "sbsys": "SBSYS", "fasit": "Fasit", "cura": "Cura",
                 "nexus": "Nexus", "momentum": "Momentum"}
@@ -65,7 +74,9 @@ WRITEBACK = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text), sa.Column("result", sa.Text),
     sa.Column("planned_at", _TS), sa.Column("decided_by", sa.String(200)),
-    sa.Column("decided_at", _TS), sa.Column("written_at", _TS))
+    sa.Column("decided_at", _TS), sa.Column("written_at", _TS),
+    # the execute run carrying the command out (status ``sending``): its token, and since when
+    sa.Column("claimed_by", sa.String(100)), sa.Column("claimed_at", _TS))
 #: Per slot (``_slot``: marking, pathway case or other-system marking of a rule's subject)
 #: what planning needs of its past, kept with the record in the same transaction.
 SLOTS = sa.Table(
@@ -352,6 +363,19 @@ def create_tables(bind: sa.Engine | sa.Connection) -> None:
     nightly or execute run) call it; a reader (``pending``, ``handled``, ``approve``: the
     dashboard and the CLI) needs it called once where its engine is set up."""
     _md.create_all(bind)
+    _add_missing_columns(bind, WRITEBACK)
+
+
+def _add_missing_columns(bind: sa.Engine | sa.Connection, table: sa.Table) -> None:
+    """A record made by an earlier version gets the nullable columns added since (the claim)."""
+    with bind.connect() if isinstance(bind, sa.Engine) else nullcontext(bind) as conn:
+        have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in have]
+        for column in missing:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+        if missing and isinstance(bind, sa.Engine):
+            conn.commit()
 
 
 def _encode(c: Command) -> str:
@@ -384,20 +408,25 @@ def _slot(c: Command) -> tuple[str, str, str] | None:
 
 _SLOT_KINDS = [cls.__name__ for cls in (*_MARKING, *_PATHWAY, *_OTHER)]
 #: Kinds of command a later one in the same slot can supersede while it waits.
-_WAITS = frozenset(cls.__name__ for cls in (SetMarking, CreatePathwayCase, UpdatePathwayCase,
-                                            SetOtherSystemMarking))
+_WAITS = frozenset(cls.__name__ for cls in (SetMarking, EndMarking, CreatePathwayCase,
+                                            UpdatePathwayCase, SetOtherSystemMarking,
+                                            EndOtherSystemMarking))
 _CASE = (CreatePathwayCase, UpdatePathwayCase)
 _CASE_KINDS = tuple(cls.__name__ for cls in _CASE)
 
 
-def _content(c: Command) -> str | None:
+def _content(c: Command, mode: str) -> str | None:
     """A digest of the state a command asks for, for the commands that set a state (the
-    pathway case's title, parties and evidence; the other-system line and its persons)."""
+    pathway case's title, parties and evidence; the other-system line and its persons). A
+    dry-run command's differs: it sets nothing, so the same state asked for in another mode is a
+    change."""
     if isinstance(c, PathwayCaseCommand):
-        return _digest(c.title, c.parties, c.evidence, length=32)
-    if isinstance(c, SetOtherSystemMarking):
-        return _digest(c.text, c.persons, length=32)
-    return None
+        d = _digest(c.title, c.parties, c.evidence, length=32)
+    elif isinstance(c, SetOtherSystemMarking):
+        d = _digest(c.text, c.persons, length=32)
+    else:
+        return None
+    return "dry:" + d[:28] if mode == "dry-run" else d
 
 
 def _utc(at: datetime) -> datetime:
@@ -483,20 +512,20 @@ class _SlotState:
             self.latest_obj = decode(found[1]) if found is not None else None
         return self.latest_obj
 
-    def unchanged(self, c: Command) -> bool:
+    def unchanged(self, c: Command, mode: str = "automatic") -> bool:
         """``c`` asks for the state the latest command set (or ends one not set): no need to
         read the past any further."""
         if self.digest is None:
             return isinstance(c, EndOtherSystemMarking)
-        return self.digest == _content(c)
+        return self.digest == _content(c, mode)
 
-    def add(self, c: Command, at: datetime) -> None:
+    def add(self, c: Command, at: datetime, mode: str = "automatic") -> None:
         """``c`` recorded at ``at``: the latest unless one later in the record's order is."""
         rank = _RANK[type(c)]
         if self.latest_at is None or (_utc(at), rank) >= (_utc(self.latest_at),
                                                           self.latest_rank):
             self.latest_id, self.latest_at, self.latest_rank = c.command_id, at, rank
-            self.digest, self.latest_obj = _content(c), c
+            self.digest, self.latest_obj = _content(c, mode), c
         self.creates += isinstance(c, CreatePathwayCase)
         self.dirty = True
 
@@ -565,7 +594,7 @@ def _fill_slots(conn: sa.Connection) -> bool:
     if conn.execute(sa.select(t.c.slot).where(t.c.slot == _FILLED["slot"])).first() is not None:
         return False
     conn.execute(t.delete())
-    q = (sa.select(w.c.command, w.c.status, w.c.planned_at, w.c.rule_id, w.c.subject)
+    q = (sa.select(w.c.command, w.c.status, w.c.planned_at, w.c.rule_id, w.c.subject, w.c.mode)
          .where(w.c.kind.in_(_SLOT_KINDS)).order_by(w.c.rule_id, w.c.subject))
     group: list[tuple[Any, ...]] = []
     rows: list[dict[str, Any]] = []
@@ -581,8 +610,8 @@ def _fill_slots(conn: sa.Connection) -> bool:
         for slot, entries in per_slot.items():
             entries.sort(key=lambda e: (_utc(e[0]), _RANK[type(e[1])]))
             s, done_keys = _SlotState(), set()
-            for at, c, status in entries:
-                s.add(c, at)
+            for at, c, status, mode in entries:
+                s.add(c, at, mode)
                 if type(c).__name__ in _WAITS and status in PENDING:
                     s.waiting.append([c.command_id, type(c).__name__,
                                       getattr(c, "external_key", None)])
@@ -602,7 +631,7 @@ def _fill_slots(conn: sa.Connection) -> bool:
         if (row.rule_id, row.subject) != last and group:
             flush()
         last = (row.rule_id, row.subject)
-        group.append((row.planned_at, decode(row.command), row.status))
+        group.append((row.planned_at, decode(row.command), row.status, row.mode))
     flush()
     insert_many(conn, t, [*rows, _FILLED])
     log.info("write-back slots filled from the record", slots=n + len(rows))
@@ -616,7 +645,7 @@ def _renamed(c: Any, cls: type, **changes: Any) -> Any:
     return cls(**{**fields, **changes})
 
 
-def _reconcile(c: Command, s: _SlotState, record: _Record) -> Command | None:
+def _reconcile(c: Command, s: _SlotState, record: _Record, mode: str) -> Command | None:
     """``c`` as it should be recorded after its slot's past ``s``, or None when it would change
     nothing (the state it asks for is the one last asked for)."""
     if isinstance(c, SetMarking):
@@ -625,7 +654,7 @@ def _reconcile(c: Command, s: _SlotState, record: _Record) -> Command | None:
         latest = s.latest(record)
         return (dataclasses.replace(c, persons=latest.persons)
                 if isinstance(latest, SetMarking) else c)
-    if s.unchanged(c):
+    if s.unchanged(c, mode):
         return None
     latest = s.latest(record)
     if isinstance(c, _PATHWAY):
@@ -644,14 +673,21 @@ def _reconcile(c: Command, s: _SlotState, record: _Record) -> Command | None:
         return _renamed(c, UpdatePathwayCase if s.written == key else CreatePathwayCase,
                         external_key=key)
     active_set = latest if isinstance(latest, SetOtherSystemMarking) else None
+    # who may still carry the line: the latest's persons, and, while the latest is not written,
+    # those it was to take it off (it is superseded now: nobody else will)
+    unwritten = latest is not None and (record.get(latest.command_id) or ("",))[0] != "done"
+    carrying = set(getattr(latest, "persons", ())) if isinstance(latest, _OTHER) else set()
+    if unwritten and isinstance(latest, SetOtherSystemMarking):
+        carrying |= set(latest.drop)
     if isinstance(c, EndOtherSystemMarking):
-        return None if active_set is None else dataclasses.replace(c,
-                                                                   persons=active_set.persons)
+        return None if active_set is None else dataclasses.replace(
+            c, persons=tuple(sorted(carrying)))
     assert isinstance(c, SetOtherSystemMarking)
-    if active_set is None:
-        return dataclasses.replace(c, since=c.valid_from, drop=())
+    if active_set is None:  # after an end not written (superseded now): the end's persons
+        left = carrying - set(c.persons) if unwritten else set()
+        return dataclasses.replace(c, since=c.valid_from, drop=tuple(sorted(left)))
     return dataclasses.replace(c, since=active_set.since or active_set.valid_from,
-                               drop=tuple(sorted(set(active_set.persons) - set(c.persons))))
+                               drop=tuple(sorted(carrying - set(c.persons))))
 
 
 def _supersedes(new: Command, kind: str, key: str | None) -> bool:
@@ -659,6 +695,10 @@ def _supersedes(new: Command, kind: str, key: str | None) -> bool:
     waiting pointless."""
     if kind == "SetMarking":
         return isinstance(new, EndMarking)
+    if kind == "EndMarking":
+        return isinstance(new, SetMarking)
+    if kind == "EndOtherSystemMarking":
+        return isinstance(new, SetOtherSystemMarking)
     if kind in _CASE_KINDS:
         return isinstance(new, _PATHWAY) and new.external_key == key
     return kind == "SetOtherSystemMarking" and isinstance(new, _OTHER)
@@ -685,7 +725,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
         slot = _slot(c)
         if slot is not None and slot not in first:
             first.add(slot)
-            if not isinstance(c, _MARKING) and slots[slot].unchanged(c):
+            if not isinstance(c, _MARKING) and slots[slot].unchanged(c, mode):
                 continue
         asked.append((c, mode))
     known = recorded(conn, [c.command_id for c, _ in asked])
@@ -706,7 +746,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
         slot = _slot(c)
         if slot is not None:
             s = slots[slot]
-            done = _reconcile(c, s, record)
+            done = _reconcile(c, s, record, mode)
             if done is None or done.command_id in known:
                 continue
             c = done
@@ -719,7 +759,7 @@ def record_plan(conn: sa.Connection, planned: Sequence[tuple[Command, str]], now
             if type(c).__name__ in _WAITS:
                 waiting.append([c.command_id, type(c).__name__, getattr(c, "external_key", None)])
             s.waiting_list = waiting
-            s.add(c, now)
+            s.add(c, now, mode)
         known.add(c.command_id)
         rows.append({"command_id": c.command_id, "kind": type(c).__name__,
                      "rule_id": c.rule_id, "subject": c.subject, "system": c.system,
@@ -805,12 +845,24 @@ def execute(engine: sa.Engine, writers: Writers, cpr_of: Callable[[str], str | N
     due = sa.or_(w.c.status == "approved",
                  sa.and_(w.c.status == "planned", w.c.mode == "automatic"),
                  sa.and_(w.c.status == "failed", w.c.attempts < max_attempts,
-                         w.c.mode != "dry-run"))
+                         w.c.mode != "dry-run"),
+                 sa.and_(w.c.status == "sending", w.c.claimed_at < now() - SENDING_LEASE))
     with engine.connect() as conn:
         rows = conn.execute(sa.select(w).where(due).order_by(w.c.planned_at,
                                                               w.c.command_id)).all()
     counts = {"done": 0, "failed": 0}
+    token = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
     for row in rows:
+        # Claimed first, in a transaction of its own: a command another run claimed meanwhile,
+        # or that planning superseded, is left alone (two runs at once write nothing twice).
+        with engine.begin() as conn:
+            if conn.execute(w.update().where(
+                    w.c.command_id == row.command_id, w.c.status == row.status,
+                    w.c.attempts == row.attempts,
+                    w.c.claimed_by.is_(None) if row.claimed_by is None
+                    else w.c.claimed_by == row.claimed_by).values(
+                        status="sending", claimed_by=token, claimed_at=now())).rowcount != 1:
+                continue
         command = decode(row.command)
         cpr = cpr_of(row.subject)
         values: dict[str, Any]
@@ -830,6 +882,18 @@ def execute(engine: sa.Engine, writers: Writers, cpr_of: Callable[[str], str | N
             log.warning("write-back failed", command=row.kind, system=row.system,
                         error=type(exc).__name__)
         with engine.begin() as conn:
-            conn.execute(w.update().where(w.c.command_id == row.command_id)
+            # (a command superseded while it was written was written all the same: the record
+            # says so; one that failed meanwhile stays superseded, nothing is left to retry)
+            ours = sa.and_(w.c.command_id == row.command_id, w.c.claimed_by == token)
+            conn.execute(w.update().where(ours, w.c.status.in_(
+                ("sending", "superseded") if values["status"] == "done" else ("sending",)))
                          .values(attempts=w.c.attempts + 1, **values))
+            slot = _slot(command)
+            # out of attempts: the slot no longer counts the state as asked for, so the next
+            # night plans it again (an outage longer than the retries loses nothing for good)
+            if (values["status"] == "failed" and row.attempts + 1 >= max_attempts
+                    and slot is not None):
+                conn.execute(SLOTS.update().where(SLOTS.c.slot == _slot_key(slot),
+                                                  SLOTS.c.latest == row.command_id)
+                             .values(digest=_GAVE_UP))
     return counts
