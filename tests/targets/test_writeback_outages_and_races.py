@@ -1,4 +1,4 @@
-"""Review of the nightly write-back's correctness: what a municipality would see in its
+"""The nightly write-back under what goes wrong: what a municipality would see in its
 fagsystemer after outages, late approvals, a rule's rollout from dry-run, a crashed night and two
 ``execute`` runs at once. Most tests drive ``plan``/``record_plan``/``approve``/``execute`` against
 an in-memory fagsystem that is idempotent the way the connectors are (read first, write what is
