@@ -11,6 +11,7 @@ again (tables dropped and created, position 0), so a schema change never needs a
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -73,6 +74,21 @@ class _Work:
 
 _AHEAD = 2
 """Batches read ahead of the slowest projection of a group (bounds the memory held)."""
+
+
+def _take(q: queue.Queue[_Work | None], closed: threading.Event) -> _Work | None:
+    """The queue's next batch; None at its end: the reader's end marker, or, once the reader
+    has closed the queues (``closed``: every put done before), the queue empty. The reader's
+    closing never blocks on a full queue, so a second interrupt cannot leave a lane waiting."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if closed.is_set():  # one last look: a put may have come before ``closed``
+                try:
+                    return q.get_nowait()
+                except queue.Empty:
+                    return None
 
 
 class ProjectionError(RuntimeError):
@@ -232,7 +248,9 @@ class ProjectionRunner:
             if missing:
                 raise ProjectionError(f"projection not prepared: {missing}")
             pos = {p.name: stored[p.name][1] for p in selected}
-            head = self.store.max_position() if until is None else until
+            head = self.store.max_position()
+            if until is not None:  # (an ``until`` past the head stops at the head)
+                head = min(head, until)
             lowest = min(pos.values())
             if lowest >= head:
                 return read
@@ -268,6 +286,7 @@ class ProjectionRunner:
         lanes = [[p] for p in group] if parallel else [list(group)]
         queues: list[queue.Queue[_Work | None]] = [queue.Queue(_AHEAD) for _ in lanes]
         halt = threading.Event()
+        closed = threading.Event()  # no more batches: a lane ends once its queue is empty
         errors: list[BaseException] = []
         left: dict[int, int] = {}  # batch end -> lanes yet to apply it (for ``progress``)
         lock = threading.Lock()
@@ -278,7 +297,7 @@ class ProjectionRunner:
             ended = False  # the reader's end of the queue taken
             try:
                 with self._write() as conn:  # one connection, a transaction per batch
-                    while (work := q.get()) is not None:
+                    while (work := _take(q, closed)) is not None:
                         if live:
                             live = self._apply_batch(conn, live, wanted, work)
                             if len(live) < len(projections):
@@ -294,7 +313,7 @@ class ProjectionRunner:
                 errors.append(exc)
                 halt.set()
                 while not ended:  # the reader never waits on this lane
-                    ended = q.get() is None
+                    ended = _take(q, closed) is None
                 return
             if caught_up and not halt.is_set():
                 for p in live:
@@ -330,8 +349,10 @@ class ProjectionRunner:
                     batch = None
                     del events, work
             finally:
-                for q in queues:
-                    q.put(None)
+                closed.set()  # first: nothing below may block (a second Ctrl-C lands anywhere)
+                for q in queues:  # wake the lanes now (a full queue's sees ``closed`` when empty)
+                    with contextlib.suppress(queue.Full):
+                        q.put_nowait(None)
                 for f in lane_done:
                     f.result()
         if errors:
