@@ -129,7 +129,7 @@ class _Rows:
 
 class CitizenOverviewProjection(Projection):
     name = t.NAME
-    version = 2  # 2: name_source (the CPR register's name wins)
+    version = 3  # 2: name_source (the CPR register's name wins); 3: only CPR lifts protection
     topics = PERSON + CASE + OTHER
 
     def __init__(self, person_key_of: Callable[[str], str]):
@@ -244,8 +244,11 @@ class CitizenOverviewProjection(Projection):
             set_address(row, p.address)
             row["name_source"] = e.source_system
         row.update(registered=True, cpr=e.person or row["cpr"], birth_date=p.birth_date,
-                   sex=p.sex, civil_status=p.civil_status,
-                   protected_address=p.protected_address)
+                   sex=p.sex, civil_status=p.civil_status)
+        # CPR decides protection; another system may add it, never lift it
+        row["protected_address"] = (p.protected_address if e.source_system == CPR_SOURCE
+                                    else bool(row.get("protected_address"))
+                                    or p.protected_address)
 
     def _on_PersonNameChanged(self, rows, e, p: ev.PersonNameChanged) -> None:  # noqa: N802
         set_name(self._person(rows, e), p.first_name, p.last_name)

@@ -132,8 +132,8 @@ def _active_period(start: date | None, end: date | None, ended: date | None, tod
 
 
 def _household(key: str, address_id: str | None, relations: list[dict[str, Any]],
-               persons: list[dict[str, Any]], reveal_protected: bool
-               ) -> tuple[HouseholdMember, ...]:
+               persons: list[dict[str, Any]], reveal_protected: bool,
+               subject_protected: bool = False) -> tuple[HouseholdMember, ...]:
     rel: dict[str, str] = {}
     inverse: list[tuple[str, str]] = []
     for r in relations:
@@ -143,9 +143,19 @@ def _household(key: str, address_id: str | None, relations: list[dict[str, Any]]
             inverse.append((r["person_key"], INVERSE.get(r["relation"], r["relation"])))
     for other, relation in inverse:
         rel.setdefault(other, relation)
-    members = [HouseholdMember(_summary(m, reveal_protected), rel.get(m["person_key"]),
-                               address_id is not None and m["address_id"] == address_id)
-               for m in persons if m["person_key"] != key]
+    members = []
+    for m in persons:
+        if m["person_key"] == key:
+            continue
+        same = address_id is not None and m["address_id"] == address_id
+        if same and not reveal_protected and (subject_protected or m["protected_address"]):
+            if rel.get(m["person_key"]) is None:
+                continue  # known only by living at a protected address
+            same = False
+            if subject_protected:  # their address is the subject's protected one
+                m = {**m, "protected_address": True}
+        members.append(HouseholdMember(_summary(m, reveal_protected), rel.get(m["person_key"]),
+                                       same))
     members.sort(key=lambda m: (m.person.birth_date or date.min, m.person.person_key))
     return tuple(members)
 
@@ -178,7 +188,7 @@ def citizen_overview(conn: sa.Connection, person_key: str, *, today: date | None
     key = row["person_key"]
     person = _summary(row, reveal_protected)
     household = _household(key, row["address_id"], found["relations"], found["household"],
-                           reveal_protected)
+                           reveal_protected, bool(row["protected_address"]))
     cases = _cases(found["cases"])
     grants = tuple(
         GrantView(m["grant_key"], m["grant_id"], m["source_system"], m["case_key"], m["kind"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
 from pathlib import Path
 
 import jinja2
@@ -27,6 +26,7 @@ from hub.api.context import ApiContext
 from hub.api.metrics import ApiMetrics, MetricsMiddleware
 from hub.api.oidc import OidcClient, OidcConfig
 from hub.bootstrap import Hub
+from hub.domain.access import danish_today
 from hub.logging import get_logger
 
 #: One module per area; each has ``router`` (and optionally ``NAV``). Add a line per area.
@@ -49,7 +49,7 @@ log = get_logger("glasplade.api")
 
 
 def create_app(hub: Hub, *, config: ApiConfig | None = None, demo_users: bool = False,
-               oidc: OidcClient | None = None, today=date.today,
+               oidc: OidcClient | None = None, today=danish_today,
                extra_template_dirs: tuple[Path, ...] = ()) -> FastAPI:
     """The API and dashboard over ``hub`` (from ``hub.bootstrap``)."""
     from hub.api.service import Glasplade  # late: the service pulls in the read models

@@ -13,6 +13,7 @@ from hub.api.config import ApiConfig
 from hub.api.metrics import ApiMetrics
 from hub.api.oidc import OidcClient
 from hub.bootstrap import Hub
+from hub.domain.access import danish_today
 
 
 @dataclass
@@ -24,6 +25,6 @@ class ApiContext:
     service: Any
     """hub.api.service.Glasplade: the application service both the API and the pages use."""
     oidc: OidcClient | None = None
-    today: Callable[[], date] = date.today
+    today: Callable[[], date] = danish_today
     nav: tuple[tuple[str, str, str | None], ...] = ()
     """(label, path, capability) of the dashboard's menu, contributed by page routers."""

@@ -19,7 +19,7 @@ from hub.api.metrics import ApiMetrics
 from hub.api.views import AccessEntry, CaseHistory, CaseView, ConsentView, Household, Overview
 from hub.bootstrap import Hub
 from hub.domain import events as ev
-from hub.domain.access import AccessPolicy, CaseScope, ConsentFact, Decision, User
+from hub.domain.access import AccessPolicy, CaseScope, ConsentFact, Decision, User, danish_today
 from hub.domain.cpr import is_valid_form
 from hub.logging import get_logger
 from projections import queries as q
@@ -43,7 +43,7 @@ class Access:
 
 class Glasplade:
     def __init__(self, hub: Hub, policy: AccessPolicy, *, metrics: ApiMetrics | None = None,
-                 today: Callable[[], date] = date.today, engine: sa.Engine | None = None):
+                 today: Callable[[], date] = danish_today, engine: sa.Engine | None = None):
         self.hub = hub
         self.store = hub.store
         self.policy = policy
@@ -127,6 +127,12 @@ class Glasplade:
         """By CPR (10 digits, with or without a dash) or by name prefix. Each hit is a view."""
         purpose = self.policy.purpose(purpose).purpose_id
         if not (self.policy.may_see_person(user) or self.policy.may_read_access_log(user)):
+            digits = text.strip().replace("-", "").replace(" ", "")
+            if digits.isdigit() and is_valid_form(digits):
+                with self.engine.connect() as conn:
+                    tried = q.search_by_cpr(conn, self.store.person_key, digits)
+                self.record(user, purpose, [Access(h.person_key, h.cpr, "search", "denied")
+                                            for h in tried])
             raise forbidden("your roles do not allow searching citizens",
                             "Din rolle giver ikke adgang til at søge borgere.")
         text = text.strip()
@@ -145,6 +151,7 @@ class Glasplade:
             else:
                 hits = q.search_by_name(conn, text, limit=limit, reveal_protected=reveal)
         if not self.policy.may_see_person(user):  # an auditor finds whom, not where
+            purpose = "audit"
             hits = [replace(h, address=None, address_hidden=h.address is not None
                             or h.address_hidden) for h in hits]
         self.record(user, purpose, [Access(h.person_key, h.cpr, "search", "summary")
@@ -175,7 +182,10 @@ class Glasplade:
             access=self.policy.person_level(d for _, d in decided),
             household=o.household, children=o.children, cases=cases, grants=grants,
             hidden_grants=len(o.grants) - len(grants), consents=consents, markings=o.markings,
-            pathways=o.pathways, systems=o.systems)
+            pathways=tuple(p if self.policy.case_decision(
+                user, CaseScope(f"pathway:{p.pathway_id}", p.anchor_unit_id or ""), facts,
+                purpose, day).content else replace(p, plan_summary=None, progression=None)
+                for p in o.pathways), systems=o.systems)
 
     def _find(self, conn: sa.Connection, person_key: str, reveal: bool) -> q.CitizenOverview:
         o = q.citizen_overview(conn, person_key, today=self.today(), reveal_protected=reveal)
@@ -190,8 +200,10 @@ class Glasplade:
             o = self._find(conn, person_key, reveal)
         self._require_person_rights(user, o.person.person_key, o.person.cpr, purpose, "overview")
         shown = self._shown(o, user, purpose)
-        self.record(user, purpose, [Access(o.person.person_key, o.person.cpr, "overview",
-                                           shown.access)])
+        self.record(user, purpose, [
+            *(Access(m.person.person_key, m.person.cpr, "overview-household", "person")
+              for m in shown.household),
+            Access(o.person.person_key, o.person.cpr, "overview", shown.access)])
         return shown
 
     def household(self, user: User, person_key: str, purpose: str | None = None) -> Household:
@@ -205,8 +217,13 @@ class Glasplade:
         first = h.members[0].person
         self._require_person_rights(user, first.person_key, first.cpr, purpose, "household")
         members = tuple(self._shown(m, user, purpose) for m in h.members)
-        self.record(user, purpose, [Access(m.person.person_key, m.person.cpr, "household",
-                                           m.access) for m in members])
+        keys = {m.person.person_key for m in members}
+        named = {x.person.person_key: x.person for m in members for x in m.household
+                 if x.person.person_key not in keys}
+        self.record(user, purpose, [
+            *(Access(k, p.cpr, "overview-household", "person") for k, p in named.items()),
+            *(Access(m.person.person_key, m.person.cpr, "household", m.access)
+              for m in members)])
         return Household(h.person_key, purpose, members)
 
     # --- case history ---------------------------------------------------------------------

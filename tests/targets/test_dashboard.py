@@ -43,6 +43,10 @@ def test_list_explanation_and_leader_approval(client, nightly, hub):  # noqa: F8
     assert "Maja" not in r.text  # pseudonyms only on the list
     r = client.get("/maalgrupper", params={"regel": RULE, "enhed": "VOK-VISIT"})
     assert f"/maalgrupper/forklaring/{subject}" not in r.text  # filtered by unit
+    listed = [e for e in hub.store.person_events(person_key=subject)
+              if e.event_type == "PersonRecordAccessed"
+              and e.payload.view == "target-group-list"]
+    assert [e.payload.user_id for e in listed] == ["lise"]  # the list that showed them, once
 
     why = client.get(f"/maalgrupper/forklaring/{subject}")
     assert why.status_code == 200 and "Hvorfor er borgeren på listen" in why.text

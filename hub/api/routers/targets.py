@@ -102,6 +102,11 @@ def target_groups(request: Request, user: Annotated[User, Depends(current_user)]
         handled = writeback.handled(conn)
         overlaps = conn.execute(tg.overlaps.select().where(tg.overlaps.c.open == True)  # noqa: E712
                                 .order_by(tg.overlaps.c.detected_at).limit(200)).all()
+    # each citizen listed is a view (pseudonym and why: a person in a target group), recorded
+    # as search hits are, before the page is answered
+    from hub.api.service import Access
+    get_ctx(request).service.record(user, "målgruppe-afklaring", [
+        Access(m.subject, None, "target-group-list", "summary") for m in rows])
     return _page(request, "target_groups.html", user, rules=rules, rule=rule, rows=rows,
                  units=units, unit=enhed, planned=planned, handled=handled,
                  overlaps=overlaps,
