@@ -23,6 +23,8 @@ from connectors import MappingError
 from connectors.cura import fhir, mapping
 from connectors.cura.client import CuraAuth, CuraClient
 from connectors.http import RequestRejected, RetryPolicy
+from connectors.snapshot import KnownCasesSource
+from connectors.stores import StoreOrFactory, store_or_opener
 from hub.config import ConfigError, Settings
 from hub.domain import events as ev
 from hub.ingest.connector import Batch, Connector, Stream
@@ -42,7 +44,7 @@ def _received(r: dict) -> str | None:
 class FhirStream(Stream):
     def __init__(self, name: str, resource_type: str, params: dict[str, str], order_param: str,
                  order_value: Callable[[dict], str | None], mapper: Mapper,
-                 connector: CuraConnector):
+                 connector: CuraConnector, before: Callable[[], None] | None = None):
         self.name = name
         self.resource_type = resource_type
         self.params = params
@@ -50,8 +52,12 @@ class FhirStream(Stream):
         self.order_value = order_value
         self.mapper = mapper
         self.connector = connector
+        self.before = before
+        """Called when a read starts (the cases stream: catch up what the store knows)."""
 
     def read(self, cursor: str | None) -> Iterator[Batch]:
+        if self.before is not None:
+            self.before()
         after: tuple[datetime, str] | None = None
         params = {**self.params, "_count": str(self.connector.page_size),
                   "_sort": self.order_param, "_include": f"{self.resource_type}:subject"}
@@ -96,10 +102,19 @@ class FhirStream(Stream):
 class CuraConnector(Connector):
     name = "cura"
 
-    def __init__(self, client: CuraClient, page_size: int = 200):
+    def __init__(self, client: CuraClient, store: StoreOrFactory, page_size: int = 200):
         self.client = client
         self.page_size = page_size
         self._cprs: dict[str, str | None] = {}
+        # what the store knows of each case's caseworker (a return to an earlier one is a
+        # change too), caught up when the cases stream starts reading
+        self._known_cases = KnownCasesSource(store, mapping.SYSTEM)
+
+    def _care_provider(self, r: dict, cpr_of: mapping.CprOf) -> list[ev.CanonicalEvent]:
+        return mapping.care_provider(r, cpr_of, self._known_cases.get().get)
+
+    def _catch_up_known(self) -> None:
+        self._known_cases.get().catch_up()
 
     def remember_patients(self, patients) -> None:
         """Patients included in a Bundle (``_include=<type>:subject``) save a lookup each."""
@@ -123,7 +138,7 @@ class CuraConnector(Connector):
     def streams(self) -> list[Stream]:
         return [
             FhirStream("cases", "Basic", {"_profile": fhir.CARE_PROVIDER}, "_lastUpdated",
-                       _last_updated, mapping.care_provider, self),
+                       _last_updated, self._care_provider, self, before=self._catch_up_known),
             FhirStream("grants", "ProcedureRequest", {"_profile": fhir.GRANT}, "_lastUpdated",
                        _last_updated, mapping.procedure_request, self),
             FhirStream("tasks", "Basic", {"_profile": fhir.TASK}, "_lastUpdated",
@@ -134,6 +149,7 @@ class CuraConnector(Connector):
 
     def close(self) -> None:
         self.client.close()
+        self._known_cases.close()
 
 
 def _required(settings: Settings, key: str) -> str:
@@ -161,4 +177,5 @@ def from_settings(settings: Settings, store: object = None) -> CuraConnector:
         retry=RetryPolicy(attempts=int(c("cura", "retry_attempts", 3)),
                           initial=float(c("cura", "retry_initial", 0.5))),
         verify=str(c("cura", "verify_tls", "true")).lower() not in ("0", "false", "no"))
-    return CuraConnector(client, page_size=int(c("cura", "page_size", 200)))
+    return CuraConnector(client, store_or_opener(settings, store),
+                         page_size=int(c("cura", "page_size", 200)))

@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from connectors import MappingError, event
 from connectors.cura import fhir
+from connectors.snapshot import CaseState
 from hub.domain import events as ev
 
 SYSTEM = "cura"
@@ -79,7 +80,12 @@ def _resource_id(resource: dict) -> str:
     return rid
 
 
-def care_provider(r: dict, cpr_of: CprOf) -> list[ev.CanonicalEvent]:
+def care_provider(r: dict, cpr_of: CprOf,
+                  known_of: Callable[[str], CaseState | None] = lambda _: None
+                  ) -> list[ev.CanonicalEvent]:
+    """A care-provider case. ``known_of(case key)``: what the store knows of the case (None:
+    nothing); the responsible caseworker is an event only when it differs from the store's,
+    keyed by the change (``<n>:<old>><new>``), so a return to an earlier one is recorded."""
     rid = _resource_id(r)
     key = f"Basic/{rid}"
     person = _person(r, cpr_of)
@@ -107,10 +113,15 @@ def care_provider(r: dict, cpr_of: CprOf) -> list[ev.CanonicalEvent]:
         department="VOKSEN", unit_id=unit_id, unit_name=org.get("display") or unit_id,
         case_type=_value(r, fhir.CP_CASE_TYPE, "valueString") or "standard", status="open",
         title=_value(r, fhir.CP_TITLE, "valueString"), law=law, paragraph=paragraph))]
-    if actor:
-        out.append(mk(f"responsible/{actor}", "1", created, ev.CaseworkerAssigned(
-            caseworker_id=actor, caseworker_name=responsible.get("display") or actor,
-            unit_id=unit_id)))
+    known = known_of(case_key) or CaseState()
+    if actor and actor != known.caseworker_id:
+        n = known.caseworker_changes + 1
+        at = created if n == 1 else _instant((r.get("meta") or {}).get("lastUpdated") or
+                                             fhir.instant(created), "lastUpdated")
+        out.append(mk("responsible", f"{n}:{known.caseworker_id}>{actor}", at,
+                      ev.CaseworkerAssigned(caseworker_id=actor,
+                                            caseworker_name=responsible.get("display") or actor,
+                                            unit_id=unit_id)))
     if status_at > created:
         stamp = fhir.instant(status_at)
         out.append(mk(f"status/{stamp}", status, status_at, ev.CaseStatusChanged(status)))

@@ -32,7 +32,12 @@ def stream_name(topic: str, partition: int) -> str:
 def open_consumer(config: KafkaConfig) -> KafkaConsumer:
     """A consumer with no group (offsets are ours); broker errors become ``SourceUnavailable``."""
     try:
+        # ``earliest``: a stored offset the broker no longer has (the topic made again, its log
+        # truncated) is answered OFFSET_OUT_OF_RANGE; the consumer then reads again from the
+        # first offset the partition has (the store's dedupe absorbs what it read before)
+        # instead of jumping to the end and skipping everything (kafka-python's default)
         return KafkaConsumer(group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest",
                              max_poll_records=config.max_records, **config.client_kwargs())
     except KafkaError as exc:
         raise SourceUnavailable(f"kafka: cannot reach {config.bootstrap_servers}: {exc}") from exc

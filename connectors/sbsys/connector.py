@@ -26,6 +26,8 @@ from connectors.http import Auth, PasswordGrant, RetryPolicy
 from connectors.sbsys import dialect as d
 from connectors.sbsys import mapping
 from connectors.sbsys.client import SbsysClient
+from connectors.snapshot import KnownCases, KnownCasesSource
+from connectors.stores import StoreOrFactory, store_or_opener
 from hub.config import ConfigError, Settings
 from hub.domain import events as ev
 from hub.ingest.connector import Batch, Connector, Stream
@@ -45,6 +47,8 @@ class CaseSweep(Stream):
         next_hwm = state.get("next_hwm")
         client, limit = self.connector.client, self.connector.page_size
         statuses = self.connector.statuses()
+        known = self.connector.known()
+        known.catch_up()  # what earlier passes stored (this pass's own events follow)
         while True:
             results, server_now = client.search_page({"Limit": limit, "Skip": skip})
             if next_hwm is None:
@@ -56,7 +60,9 @@ class CaseSweep(Stream):
             dead: list[DeadLetter] = []
             for sag in results:
                 try:
-                    changed = d.parse_local(sag.get("SenestAendret") or "")
+                    # (a time in the repeated autumn hour as its later instant: compared with
+                    # the high-water mark, it may be read twice, never skipped)
+                    changed = d.parse_local(sag.get("SenestAendret") or "").replace(fold=1)
                 except ValueError:
                     changed = None
                 if hwm is not None and changed is not None and changed < hwm:
@@ -65,8 +71,9 @@ class CaseSweep(Stream):
                     if mapping.is_pathway(sag, self.connector.pathway_template):
                         events.extend(mapping.pathway_events(sag, statuses))
                         continue
-                    events.extend(mapping.case_events(sag, statuses,
-                                                      self.connector.department))
+                    events.extend(mapping.case_events(
+                        sag, statuses, self.connector.department,
+                        known.get(mapping.case_key(sag))))
                     events.extend(mapping.note_events(
                         sag, client.journal_notes(sag["Id"])))
                 except MappingError as exc:
@@ -84,13 +91,19 @@ class CaseSweep(Stream):
 class SbsysConnector(Connector):
     name = "sbsys"
 
-    def __init__(self, client: SbsysClient, page_size: int = 500, department: str = "BUF",
-                 pathway_template: str = d.PATHWAY_TEMPLATE):
+    def __init__(self, client: SbsysClient, store: StoreOrFactory, page_size: int = 500,
+                 department: str = "BUF", pathway_template: str = d.PATHWAY_TEMPLATE):
         self.client = client
         self.page_size = page_size
         self.department = department
         self.pathway_template = pathway_template
         self._statuses: dict[int, dict] | None = None
+        # what the store knows of each case's status and caseworker: a change back to an
+        # earlier one is a change too (a key per value would take it for one already stored)
+        self._known_cases = KnownCasesSource(store, mapping.SYSTEM)
+
+    def known(self) -> KnownCases:
+        return self._known_cases.get()
 
     def statuses(self) -> dict[int, dict]:
         if self._statuses is None:
@@ -105,6 +118,7 @@ class SbsysConnector(Connector):
 
     def close(self) -> None:
         self.client.close()
+        self._known_cases.close()
 
 
 def _required(settings: Settings, key: str) -> str:
@@ -138,7 +152,7 @@ def client_from_settings(settings: Settings) -> SbsysClient:
 def from_settings(settings: Settings, store: object = None) -> SbsysConnector:
     """Build from ``SBSYS_*`` settings (see docs/connectors/sbsys.md)."""
     c = settings.component
-    return SbsysConnector(client_from_settings(settings),
+    return SbsysConnector(client_from_settings(settings), store_or_opener(settings, store),
                           page_size=int(c("sbsys", "page_size", 500)),
                           department=str(c("sbsys", "department", "BUF")),
                           pathway_template=str(c("sbsys", "pathway_template",

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from connectors import MappingError, event
 from connectors.sbsys import dialect as d
+from connectors.snapshot import CaseState
 from hub.domain import cpr as cprs
 from hub.domain import events as ev
 
@@ -76,8 +77,13 @@ def _common(sag: dict, statuses: dict[int, dict]) -> tuple[
     return key, nummer, person, opened, changed, unit, unit_id, status, state
 
 
-def case_events(sag: dict, statuses: dict[int, dict], department: str
-                ) -> list[ev.CanonicalEvent]:
+def case_events(sag: dict, statuses: dict[int, dict], department: str,
+                known: CaseState | None = None) -> list[ev.CanonicalEvent]:
+    """The case's events, against what the store already knows of it (``known``: None for a
+    case not seen before). A status or caseworker is an event only when it differs from the
+    store's, keyed by the change (``<n>:<old>><new>``, as ``connectors.snapshot`` does): so a
+    case that returns to an earlier status or caseworker records the return, and a case read
+    again unchanged records nothing."""
     key, nummer, person, opened, changed, unit, unit_id, status, state = _common(sag, statuses)
     canonical = d.NAME_TO_STATUS.get(status.get("Navn") or "") or d.STATE_TO_STATUS.get(
         state or "")
@@ -86,29 +92,36 @@ def case_events(sag: dict, statuses: dict[int, dict], department: str
     behandler = sag.get("Behandler") or {}
     login = behandler.get("Brugernavn")
 
-    def mk(suffix: str, at: datetime, payload: ev.Payload) -> ev.CanonicalEvent:
-        return event(SYSTEM, f"{nummer}/{suffix}", "1", at, payload, person=person,
+    def mk(suffix: str, at: datetime, payload: ev.Payload, version: str = "1"
+           ) -> ev.CanonicalEvent:
+        return event(SYSTEM, f"{nummer}/{suffix}", version, at, payload, person=person,
                      case_key=key, actor=login)
 
     out = [mk("opened", opened, ev.CaseOpened(
         department=department, unit_id=unit_id, unit_name=unit.get("Navn") or unit_id,
         case_type=(sag.get("SagSkabelon") or {}).get("Navn") or "sag", status="open",
         title=sag.get("SagsTitel")))]
-    if login:
-        out.append(mk(f"caseworker/{login}", opened if changed <= opened else changed,
+    known = known or CaseState()
+    if login and login != known.caseworker_id:
+        n = known.caseworker_changes + 1
+        out.append(mk("caseworker", opened if changed <= opened else changed,
                       ev.CaseworkerAssigned(caseworker_id=login,
                                             caseworker_name=behandler.get("Navn") or login,
                                             unit_id=str(behandler.get(
-                                                "AnsaettelsesstedIdentity") or unit_id))))
-    if canonical != "open":
-        sid = status.get("Id")
-        out.append(mk(f"status/{sid}", changed, ev.CaseStatusChanged(status=canonical)))
+                                                "AnsaettelsesstedIdentity") or unit_id)),
+                      f"{n}:{known.caseworker_id}>{login}"))
+    old = known.status or "open"
+    if canonical != old:
+        n = known.status_changes + 1
+        out.append(mk("status", changed, ev.CaseStatusChanged(status=canonical,
+                                                              previous_status=old),
+                      f"{n}:{old}>{canonical}"))
         if state == "Afsluttet":
-            out.append(mk(f"closed/{sid}", changed, ev.CaseClosed(
-                reason=status.get("SagsStatusKommentar"))))
+            out.append(mk("closed", changed, ev.CaseClosed(
+                reason=status.get("SagsStatusKommentar")), str(n)))
         elif state == "Passiv":
-            out.append(mk(f"passivated/{sid}", changed, ev.CasePassivated(
-                reason=status.get("SagsStatusKommentar"))))
+            out.append(mk("passivated", changed, ev.CasePassivated(
+                reason=status.get("SagsStatusKommentar")), str(n)))
     return out
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from hub.domain import events as ev
-from hub.ingest.formats import SourceRecord
+from hub.ingest.formats import FileUnreadable, SourceRecord
 from hub.ingest.validate import Rejected, Validator
 from hub.logging import get_logger, mask_text
 from hub.store.contract import AppendOutcome, CursorUpdate, DeadLetter
@@ -66,28 +66,34 @@ class Ingestor:
         started = time.perf_counter()
         events: list[ev.CanonicalEvent] = []
         dead: list[DeadLetter] = []
-        for rec in records:
-            summary.read += 1
-            try:
-                if rec.error:
-                    raise Rejected(rec.error)
-                event = (self.validator.from_avro(rec.record) if rec.avro
-                         else self.validator.from_json(rec.record))
-                events.append(event)
-            except Rejected as exc:
-                # Reasons are stored and shown in clear: never let a CPR-shaped value through.
-                reason = mask_text(f"{rec.origin}: {exc}")
-                summary.rejected += 1
-                key = _reason_class(str(exc))
-                summary.reasons[key] = summary.reasons.get(key, 0) + 1
-                dead.append(DeadLetter(
-                    source_system=_source_of(rec, source_system), reason=reason,
-                    raw=rec.raw if rec.raw is not None else orjson.dumps(
-                        rec.record, default=str, option=orjson.OPT_NON_STR_KEYS),
-                    source_record_id=_record_id_of(rec)))
-            if len(events) + len(dead) >= self.batch_size:
+        try:
+            for rec in records:
+                summary.read += 1
+                try:
+                    if rec.error:
+                        raise Rejected(rec.error)
+                    event = (self.validator.from_avro(rec.record) if rec.avro
+                             else self.validator.from_json(rec.record))
+                    events.append(event)
+                except Rejected as exc:
+                    # Reasons are stored and shown in clear: never let a CPR-shaped value through.
+                    reason = mask_text(f"{rec.origin}: {exc}")
+                    summary.rejected += 1
+                    key = _reason_class(str(exc))
+                    summary.reasons[key] = summary.reasons.get(key, 0) + 1
+                    dead.append(DeadLetter(
+                        source_system=_source_of(rec, source_system), reason=reason,
+                        raw=rec.raw if rec.raw is not None else orjson.dumps(
+                            rec.record, default=str, option=orjson.OPT_NON_STR_KEYS),
+                        source_record_id=_record_id_of(rec)))
+                if len(events) + len(dead) >= self.batch_size:
+                    self._flush(events, dead, summary)
+                    events, dead = [], []
+        except FileUnreadable:  # what was read before the damage is stored, then it is told
+            if events or dead:
                 self._flush(events, dead, summary)
-                events, dead = [], []
+            summary.elapsed += time.perf_counter() - started
+            raise
         if events or dead:
             self._flush(events, dead, summary)
         summary.elapsed += time.perf_counter() - started

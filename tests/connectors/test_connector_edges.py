@@ -1,0 +1,212 @@
+"""Edge cases of the connectors' exactly-once and dead-letter promises (review findings).
+
+Each test here failed on the code it was written against; see the review report for the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import fastavro
+import pytest
+
+from connectors import registry
+from connectors.kafka.connector import open_consumer
+from connectors.runner import ConnectorRunner
+from connectors.simulation import FaultConfig
+from hub import schemas as schemas_mod
+from hub.config import Settings
+from hub.ingest.formats import FileUnreadable, event_to_avro, read_file
+from hub.ingest.pipeline import Ingestor, IngestSummary
+from hub.ingest.validate import Validator
+from hub.store.eventstore import EventStore
+from hub.synthetic.model import StatusChange
+from tests.conftest import make_store
+from tests.connectors.conftest import make_municipality
+from tests.connectors.kafka_broker import kafka_broker  # noqa: F401 - the fixture
+from tests.connectors.suite import FAST_RETRY
+from tests.connectors.test_kafka import TOPIC, config, person_event, stored_ids
+
+
+@pytest.fixture
+def one_store(sqlite_url) -> Iterator[EventStore]:
+    s = make_store(sqlite_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def system(monkeypatch):
+    """``system(name, municipality)`` -> a connector built by the registry from the settings
+    that point it at that system's simulator (started now, stopped after the test)."""
+    started, built = [], []
+
+    def make(name: str, municipality, store: EventStore | None = None, **extra_env: str):
+        sim = registry.simulator_factory(name)(municipality, FaultConfig(seed=7))
+        sim.start()
+        started.append(sim)
+        prefix = name.upper()
+        env = {f"{prefix}_TIMEOUT": "2", f"{prefix}_RETRY_ATTEMPTS": "2",
+               f"{prefix}_RETRY_INITIAL": "0.01", **sim.env(), **extra_env}
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        connector = registry.connector_factory(name)(Settings(), store=store)
+        built.append(connector)
+        return connector, sim
+
+    yield make
+    for c in built:
+        c.close()
+    for s in started:
+        s.stop()
+
+
+def _runner(store: EventStore, *connectors) -> ConnectorRunner:
+    return ConnectorRunner(store, list(connectors), retry=FAST_RETRY)
+
+
+# --- SBSYS: a case that returns to an earlier state --------------------------------------------
+
+
+def _change(municipality, case, **fields) -> None:
+    """The case changes in SBSYS two hours later (SenestAendret moves)."""
+    municipality.as_of += timedelta(hours=2)
+    for k, v in fields.items():
+        setattr(case, k, v)
+    if "status" in fields:
+        case.status_history.append(StatusChange(fields["status"], municipality.as_of))
+    case.updated_at = municipality.as_of
+
+
+def test_sbsys_status_that_returns_to_an_earlier_one_is_recorded(one_store, system):
+    m = make_municipality()
+    connector, _ = system("sbsys", m, store=one_store)
+    runner = _runner(one_store, connector)
+    assert runner.run_once().ok
+    case = next(c for c in m.cases if c.system == "sbsys" and c.status == "active")
+    key = f"sbsys:{case.case_id}"
+
+    _change(m, case, status="passive")
+    assert runner.run_once().ok
+    _change(m, case, status="active")  # reactivated: a change the store must learn
+    report = runner.run_once()
+    assert report.ok, report
+
+    statuses = [e.payload.status for e in one_store.case_events(key)
+                if e.event_type == "CaseStatusChanged"]
+    assert statuses == ["active", "passive", "active"], (
+        "the case is active again in SBSYS, but the store still says passive")
+
+
+def test_sbsys_caseworker_that_returns_is_recorded(one_store, system):
+    m = make_municipality()
+    connector, _ = system("sbsys", m, store=one_store)
+    runner = _runner(one_store, connector)
+    assert runner.run_once().ok
+    case = next(c for c in m.cases if c.system == "sbsys" and c.caseworker_id)
+    first = case.caseworker_id
+    other = next(w.caseworker_id for w in m.caseworkers
+                 if w.unit_id == case.unit_id and w.caseworker_id != first)
+    key = f"sbsys:{case.case_id}"
+
+    _change(m, case, caseworker_id=other)
+    assert runner.run_once().ok
+    _change(m, case, caseworker_id=first)  # handed back to the first caseworker
+    assert runner.run_once().ok
+
+    assigned = [e.payload.caseworker_id for e in one_store.case_events(key)
+                if e.event_type == "CaseworkerAssigned"]
+    assert assigned == [first, other, first], (
+        "the case is back with its first caseworker, but the store still names the other")
+
+
+# --- Kafka: a stored offset the broker no longer has ------------------------------------------
+
+
+@pytest.mark.kafka
+def test_a_kafka_offset_the_broker_no_longer_has_is_read_again_not_skipped(  # noqa: F811
+        kafka_broker):  # noqa: F811
+    """A stored offset the broker no longer has (topic made again, log truncated) is answered
+    OFFSET_OUT_OF_RANGE by Kafka; the consumer must then read from the partition's first offset
+    (the store dedupes), not jump to its end (kafka-python's default, which skips every record
+    in between silently). Tansu answers such a fetch with nothing instead (docs/connectors/
+    kafka.md, Limits), so the setting is checked here rather than against the broker."""
+    kafka_broker.create_topic(TOPIC, partitions=1)
+    consumer = open_consumer(config(kafka_broker, partitions=(0,)))
+    try:
+        assert consumer.config["auto_offset_reset"] == "earliest"
+    finally:
+        consumer.close()
+
+
+def test_sbsys_change_in_the_repeated_autumn_hour_is_not_skipped(one_store, system):
+    """SBSYS gives ``SenestAendret`` in local time without an offset. On the night summer time
+    ends, 02:00-03:00 local happens twice; a change in the second 02:20 (01:20 UTC) read as the
+    first (00:20 UTC) sorts below a high-water mark set at 01:10 UTC and is skipped, for good."""
+    m = make_municipality()
+    m.as_of = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)  # 02:10 CET, the second 02:10
+    connector, _ = system("sbsys", m, store=one_store)
+    runner = _runner(one_store, connector)
+    assert runner.run_once().ok
+    case = next(c for c in m.cases if c.system == "sbsys" and c.status == "active")
+
+    changed_at = datetime(2026, 10, 25, 1, 20, tzinfo=UTC)  # 02:20 CET, after that sweep
+    case.status, case.closed_at, case.updated_at = "closed", changed_at, changed_at
+    case.status_history.append(StatusChange("closed", changed_at))
+    m.as_of = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    report = runner.run_once()
+    assert report.ok, report
+
+    types = [e.event_type for e in one_store.case_events(f"sbsys:{case.case_id}")]
+    assert "CaseClosed" in types, "the closing was never read (skipped as older than the mark)"
+
+
+# --- Cura: the same, for the responsible caseworker -------------------------------------------
+
+
+def test_cura_responsible_caseworker_that_returns_is_recorded(one_store, system):
+    m = make_municipality()
+    connector, _ = system("cura", m, store=one_store)
+    runner = _runner(one_store, connector)
+    assert runner.run_once().ok
+    case = next(c for c in m.cases if c.system == "cura" and c.caseworker_id)
+    first = case.caseworker_id
+    other = next(w.caseworker_id for w in m.caseworkers
+                 if w.unit_id == case.unit_id and w.caseworker_id != first)
+
+    _change(m, case, caseworker_id=other)
+    assert runner.run_once().ok
+    _change(m, case, caseworker_id=first)
+    assert runner.run_once().ok
+
+    assigned = [e.payload.caseworker_id for e in one_store.case_events(f"cura:{case.case_id}")
+                if e.event_type == "CaseworkerAssigned"]
+    assert assigned == [first, other, first], (
+        "the case is back with its first caseworker, but the store still names the other")
+
+
+# --- file ingest: a file damaged at the end ---------------------------------------------------
+
+
+def test_ingest_stores_the_records_read_before_a_damaged_block(one_store, tmp_path):
+    """``read_file`` yields the records of an Avro file up to a damaged block, then raises
+    ``FileUnreadable`` ("unreadable after record N"), and ``glasplade ingest`` goes on with the
+    next file. The N records read were counted as read but are neither stored nor rejected
+    when they were still waiting in the open batch: whether they get in depends on where the
+    batch boundary fell."""
+    schemas = schemas_mod.default()
+    events = [person_event(i) for i in range(20)]
+    path = tmp_path / "damaged.avro"
+    with open(path, "wb") as f:  # one block per record, so only the last one is damaged
+        fastavro.writer(f, schemas.envelope, [event_to_avro(e, schemas) for e in events],
+                        codec="deflate", sync_interval=1)
+    path.write_bytes(path.read_bytes()[:-20])
+
+    summary = IngestSummary()
+    with pytest.raises(FileUnreadable, match="after record 19"):
+        Ingestor(one_store, Validator(schemas), batch_size=2000).run(
+            read_file(path, schemas), summary=summary)
+    assert summary.read == 19
+    assert sorted(stored_ids(one_store)) == sorted(f"rec-{i}" for i in range(19)), (
+        "the 19 records read before the damage were dropped with the open batch")
