@@ -99,22 +99,27 @@ def test_sbsys_status_that_returns_to_an_earlier_one_is_recorded(one_store, syst
         "the case is active again in SBSYS, but the store still says passive")
 
 
-def test_sbsys_caseworker_that_returns_is_recorded(one_store, system):
+def _handed_there_and_back(store: EventStore, system, name: str) -> tuple[str, str, str]:
+    """A case of ``name`` handed to another caseworker of its unit and back, a pass after each
+    step: (case key, first caseworker, the other)."""
     m = make_municipality()
-    connector, _ = system("sbsys", m, store=one_store)
-    runner = _runner(one_store, connector)
+    connector, _ = system(name, m, store=store)
+    runner = _runner(store, connector)
     assert runner.run_once().ok
-    case = next(c for c in m.cases if c.system == "sbsys" and c.caseworker_id)
+    case = next(c for c in m.cases if c.system == name and c.caseworker_id)
     first = case.caseworker_id
     other = next(w.caseworker_id for w in m.caseworkers
                  if w.unit_id == case.unit_id and w.caseworker_id != first)
-    key = f"sbsys:{case.case_id}"
-
     _change(m, case, caseworker_id=other)
     assert runner.run_once().ok
     _change(m, case, caseworker_id=first)  # handed back to the first caseworker
     assert runner.run_once().ok
+    return f"{name}:{case.case_id}", first, other
 
+
+@pytest.mark.parametrize("name", ["sbsys", "cura"])  # Cura: the responsible caseworker
+def test_a_caseworker_that_returns_is_recorded(one_store, system, name):
+    key, first, other = _handed_there_and_back(one_store, system, name)
     assigned = [e.payload.caseworker_id for e in one_store.case_events(key)
                 if e.event_type == "CaseworkerAssigned"]
     assert assigned == [first, other, first], (
@@ -160,30 +165,6 @@ def test_sbsys_change_in_the_repeated_autumn_hour_is_not_skipped(one_store, syst
 
     types = [e.event_type for e in one_store.case_events(f"sbsys:{case.case_id}")]
     assert "CaseClosed" in types, "the closing was never read (skipped as older than the mark)"
-
-
-# --- Cura: the same, for the responsible caseworker -------------------------------------------
-
-
-def test_cura_responsible_caseworker_that_returns_is_recorded(one_store, system):
-    m = make_municipality()
-    connector, _ = system("cura", m, store=one_store)
-    runner = _runner(one_store, connector)
-    assert runner.run_once().ok
-    case = next(c for c in m.cases if c.system == "cura" and c.caseworker_id)
-    first = case.caseworker_id
-    other = next(w.caseworker_id for w in m.caseworkers
-                 if w.unit_id == case.unit_id and w.caseworker_id != first)
-
-    _change(m, case, caseworker_id=other)
-    assert runner.run_once().ok
-    _change(m, case, caseworker_id=first)
-    assert runner.run_once().ok
-
-    assigned = [e.payload.caseworker_id for e in one_store.case_events(f"cura:{case.case_id}")
-                if e.event_type == "CaseworkerAssigned"]
-    assert assigned == [first, other, first], (
-        "the case is back with its first caseworker, but the store still names the other")
 
 
 # --- file ingest: a file damaged at the end ---------------------------------------------------

@@ -200,14 +200,11 @@ def test_a_second_interrupt_while_the_reader_closes_the_lanes_does_not_hang(pg, 
     assert gate.total(engine) == at["gate"] and other.total(engine) == at["other"]
 
 
-def test_a_lane_failing_while_the_reader_waits_on_its_full_queue(pg):
-    """The failing lane drains its queue (the reader never blocks on it), the other lane
-    finishes the batches already read, and the failure is raised."""
-    store, engine = pg
-    store.append(_events(60))
-    gate, other = Gate("gate", fail=True), Count("other")
-    runner = ProjectionRunner(store, engine, [gate, other], batch_size=5)
-    runner.prepare()
+
+def _run_in_thread(runner: ProjectionRunner
+                   ) -> tuple[threading.Thread, list[BaseException | int]]:
+    """``runner.run()`` in a thread of its own; its outcome (events read, or the exception) is
+    appended to the list when it ends."""
     outcome: list[BaseException | int] = []
 
     def go() -> None:
@@ -218,6 +215,18 @@ def test_a_lane_failing_while_the_reader_waits_on_its_full_queue(pg):
 
     t = threading.Thread(target=go, daemon=True)
     t.start()
+    return t, outcome
+
+
+def test_a_lane_failing_while_the_reader_waits_on_its_full_queue(pg):
+    """The failing lane drains its queue (the reader never blocks on it), the other lane
+    finishes the batches already read, and the failure is raised."""
+    store, engine = pg
+    store.append(_events(60))
+    gate, other = Gate("gate", fail=True), Count("other")
+    runner = ProjectionRunner(store, engine, [gate, other], batch_size=5)
+    runner.prepare()
+    t, outcome = _run_in_thread(runner)
     gate.entered.wait(20)
     time.sleep(0.3)  # the reader fills the gate's queue and waits on it
     gate.release.set()
@@ -250,16 +259,7 @@ def test_a_reader_failure_ends_the_lanes_and_is_raised(pg, monkeypatch):
         return rows_after(after, limit, topics)
 
     monkeypatch.setattr(store.recorder, "rows_after", failing)
-    outcome: list[BaseException | int] = []
-
-    def go() -> None:
-        try:
-            outcome.append(runner.run())
-        except BaseException as exc:
-            outcome.append(exc)
-
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
+    t, outcome = _run_in_thread(runner)
     t.join(30)
     assert not t.is_alive(), "the reader or a lane hangs"
     (result,) = outcome
