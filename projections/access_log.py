@@ -21,7 +21,7 @@ TS = sa.DateTime(timezone=True)
 entries = sa.Table(
     f"{NAME}_entries", metadata,
     sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("person_key", sa.String(64), nullable=False),
+    sa.Column("person_key", sa.String(64), primary_key=True),
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("purpose", sa.Text, nullable=False),
     sa.Column("view", sa.Text, nullable=False),
@@ -40,12 +40,20 @@ aliases = sa.Table(
 )
 
 
-def entry(e: ev.CanonicalEvent, person_key: str) -> dict[str, Any]:
+#: How the access log names a view of a person that another person's view showed (the
+#: household an overview names: no cases of theirs were shown).
+NAMED_IN = "named-in-"
+
+
+def entry(e: ev.CanonicalEvent, person_key: str, named: bool = False) -> dict[str, Any]:
+    """The entry of a view for ``person_key``: the event's subject, or (``named``) one of the
+    others it showed."""
     p = e.payload
     assert isinstance(p, ev.PersonRecordAccessed)
     return {
         "position": e.position, "person_key": person_key, "user_id": p.user_id,
-        "purpose": p.purpose, "view": p.view, "access": p.access,
+        "purpose": p.purpose, "view": NAMED_IN + p.view if named else p.view,
+        "access": "person" if named else p.access,
         "occurred_at": utc(e.occurred_at), "recorded_at": utc(e.recorded_at),
         "source_system": e.source_system,
     }
@@ -53,7 +61,7 @@ def entry(e: ev.CanonicalEvent, person_key: str) -> dict[str, Any]:
 
 class AccessLog(Projection):
     name = NAME
-    version = 1
+    version = 2  # 2: an entry per person a view showed (``PersonRecordAccessed.others``)
     topics = ("PersonRecordAccessed", "PersonIdentifierReplaced")
 
     def __init__(self, person_key_of: Callable[[str], str]):
@@ -76,9 +84,13 @@ class AccessLog(Projection):
         for e in events:
             p = e.payload
             if isinstance(p, ev.PersonRecordAccessed) and e.person_key:
-                current = known.get(e.person_key)
-                key = current["new_key"] if current else e.person_key
-                by_person.setdefault(key, []).append(entry(e, key))
+                filed: set[str] = set()
+                for shown, named in ((e.person_key, False), *((o, True) for o in p.others)):
+                    current = known.get(shown)
+                    key = current["new_key"] if current else shown
+                    if key not in filed:  # (one entry per person and view)
+                        filed.add(key)
+                        by_person.setdefault(key, []).append(entry(e, key, named))
             elif isinstance(p, ev.PersonIdentifierReplaced):
                 old = self.person_key_of(p.old_identifier)
                 new = self.person_key_of(p.new_identifier)
@@ -93,7 +105,7 @@ class AccessLog(Projection):
             conn.execute(entries.update().where(entries.c.person_key == sa.bindparam("b_old"))
                          .values(person_key=sa.bindparam("b_new")), moves)
         rows = [r for group in by_person.values() for r in group]
-        rows.sort(key=lambda r: r["position"])
+        rows.sort(key=lambda r: (r["position"], r["person_key"]))
         insert_many(conn, entries, rows)
         alias.flush(conn)
 

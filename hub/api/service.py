@@ -39,6 +39,8 @@ class Access:
     cpr: str | None
     view: str
     access: str
+    others: tuple[str, ...] = ()
+    """Person keys of the others the view showed (recorded in the same event)."""
 
 
 class Glasplade:
@@ -107,7 +109,8 @@ class Glasplade:
             source_version="1", occurred_at=now, person=a.cpr, person_key=a.person_key,
             actor=user.user_id,
             payload=ev.PersonRecordAccessed(user_id=user.user_id, purpose=purpose, view=a.view,
-                                            access=a.access)) for a in accesses])
+                                            access=a.access, others=a.others))
+            for a in accesses])
         if self.metrics is not None:
             for a in accesses:
                 self.metrics.person_views.labels(a.view, a.access).inc()
@@ -200,10 +203,11 @@ class Glasplade:
             o = self._find(conn, person_key, reveal)
         self._require_person_rights(user, o.person.person_key, o.person.cpr, purpose, "overview")
         shown = self._shown(o, user, purpose)
-        # (the household members it names are not recorded as views of their own: see
-        # docs/api.md, "Every view is recorded", for why and what is planned)
-        self.record(user, purpose, [Access(o.person.person_key, o.person.cpr, "overview",
-                                           shown.access)])
+        # the household members it names (name, relation, birth date; CPR number and address
+        # in the JSON) are views too: in the same event, filed under each by the access log
+        self.record(user, purpose, [Access(
+            o.person.person_key, o.person.cpr, "overview", shown.access,
+            others=tuple(m.person.person_key for m in shown.household))])
         return shown
 
     def household(self, user: User, person_key: str, purpose: str | None = None) -> Household:

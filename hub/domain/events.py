@@ -315,6 +315,9 @@ class PersonRecordAccessed:
     purpose: str
     view: str
     access: str = "full"
+    others: tuple[str, ...] = ()
+    """Person keys of the other persons the view showed (the household an overview names): one
+    event per view, filed under each of them by the access log too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
 from hub.domain import events as ev
 from tests.api.conftest import catch_up, login
 from tests.api.world import SECRET_ADDRESS, event
@@ -67,10 +65,6 @@ def test_a_protected_person_is_not_placed_at_a_co_residents_address(client, worl
     assert "Skjulesen" not in page or "bor på adressen" not in page
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap (docs/api.md): one access event per household member doubled the overview's "
-    "latency with the follower running (bench/api.py --follow: page p50 6.8 -> 11-12.7 ms, "
-    "p99 12.5 -> 18.7-22.8 ms); planned: one event naming every person an answer shows"))
 def test_household_members_named_in_an_overview_are_recorded(client, world, hub):
     """The mother's overview lists her child with the child's CPR number and address; the
     child's access log must then show that the caseworker saw them (or the list must not carry
@@ -79,11 +73,13 @@ def test_household_members_named_in_an_overview_are_recorded(client, world, hub)
     before = hub.store.max_position()
     body = client.get(f"/api/v1/persons/{world.mother}/overview").json()
     assert [m["person"]["person_key"] for m in body["household"]] == [world.child]
-    logged = {e.person_key for e in _accessed(hub, before)}
-    for m in body["household"] + body["children"]:
-        person = m["person"]
-        if person["cpr"] or person["address"]:
-            assert person["person_key"] in logged, f"{person['first_name']} not recorded"
+    (recorded,) = _accessed(hub, before)  # one event for the view, naming everyone it showed
+    shown = {m["person"]["person_key"] for m in body["household"] + body["children"]}
+    assert recorded.person_key == world.mother and set(recorded.payload.others) == shown
+    login(client, "rikke")  # the auditor finds the view in the child's access log
+    rows = client.get("/api/v1/access-log", params={"person": world.child}).json()
+    assert ("jonas", "named-in-overview", "person") in {
+        (r["user_id"], r["view"], r["access"]) for r in rows}, rows
 
 
 def test_consent_days_are_danish_calendar_days_on_a_utc_server(hub, world, monkeypatch):
