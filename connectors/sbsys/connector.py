@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import orjson
 
 from connectors import MappingError
-from connectors.http import Auth, PasswordGrant, RetryPolicy
+from connectors.http import Auth, PasswordGrant, RequestRejected, RetryPolicy
 from connectors.sbsys import dialect as d
 from connectors.sbsys import mapping
 from connectors.sbsys.client import SbsysClient
@@ -74,8 +74,15 @@ class CaseSweep(Stream):
                     events.extend(mapping.case_events(
                         sag, statuses, self.connector.department,
                         known.get(mapping.case_key(sag))))
-                    events.extend(mapping.note_events(
-                        sag, client.journal_notes(sag["Id"])))
+                    try:
+                        notes = client.journal_notes(sag["Id"])
+                    except RequestRejected as exc:  # this case's notes refused: the rest go on
+                        dead.append(DeadLetter(
+                            mapping.SYSTEM, f"journal notes of case {sag.get('Nummer')} refused:"
+                            f" HTTP {exc.status_code}", orjson.dumps(sag),
+                            str(sag.get("Nummer") or sag.get("Id"))))
+                    else:
+                        events.extend(mapping.note_events(sag, notes))
                 except MappingError as exc:
                     dead.append(DeadLetter(mapping.SYSTEM, str(exc), orjson.dumps(sag),
                                            str(sag.get("Nummer") or sag.get("Id"))))

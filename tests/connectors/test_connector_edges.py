@@ -126,6 +126,33 @@ def test_a_caseworker_that_returns_is_recorded(one_store, system, name):
         "the case is back with its first caseworker, but the store still names the other")
 
 
+def test_sbsys_journal_notes_refused_for_one_case_dead_letter_it_and_the_pass_goes_on(
+        one_store, system):
+    """SBSYS refuses one case's journal notes (404: the case's notes are not the user's to
+    read). That case is dead-lettered with the reason; every other case is stored and the pass
+    succeeds (it failed at the same page on every pass: a crash loop)."""
+    from connectors.http import RequestRejected
+
+    m = make_municipality()
+    connector, _ = system("sbsys", m, store=one_store)
+    real = connector.client.journal_notes
+    ids: list[str] = []
+
+    def journal_notes(case_id):  # noqa: ANN001, ANN202
+        ids.append(str(case_id))
+        if len(ids) == 1:
+            raise RequestRejected("HTTP 404 for journalarknotes", 404)
+        return real(case_id)
+
+    connector.client.journal_notes = journal_notes
+    report = _runner(one_store, connector).run_once()
+    assert report.ok, report
+    (dead,) = one_store.dead_letters(source_system="sbsys")
+    assert "refused: HTTP 404" in dead.reason
+    cases = {e.case_key for e in one_store.read(limit=100_000) if e.source_system == "sbsys"}
+    assert len(cases) == sum(1 for c in m.cases if c.system == "sbsys")  # the refused one too
+
+
 # --- Kafka: a stored offset the broker no longer has ------------------------------------------
 
 
