@@ -125,8 +125,10 @@ class SagStream(Stream):
                 rows = page["value"]
                 events, dead = self._page(rows, known, seen)
                 skip += len(rows)
-                last = len(rows) < self.config.page_size or skip >= int(
-                    page.get("@odata.count", skip))
+                # (a service that leaves out ``@odata.count`` ends a part on a short page)
+                count = page.get("@odata.count")
+                last = len(rows) < self.config.page_size or (
+                    count is not None and skip >= int(count))
                 if not last:
                     yield Batch(events, dead, _cursor(name, skip))
                     continue

@@ -153,6 +153,24 @@ def test_sbsys_journal_notes_refused_for_one_case_dead_letter_it_and_the_pass_go
     assert len(cases) == sum(1 for c in m.cases if c.system == "sbsys")  # the refused one too
 
 
+def test_dubu_pages_without_a_count_are_all_read(one_store, system):
+    """OData's ``@odata.count`` is optional: a service that leaves it out must still be read to
+    the end of each part (the sweep used to stop after the first page)."""
+    m = make_municipality()
+    connector, _ = system("dubu", m, store=one_store, DUBU_PAGE_SIZE="3")
+    real = connector.client.sag_page
+
+    def sag_page(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        page = dict(real(*args, **kw))
+        page.pop("@odata.count", None)
+        return page
+
+    connector.client.sag_page = sag_page
+    assert _runner(one_store, connector).run_once().ok
+    cases = {e.case_key for e in one_store.read(limit=100_000) if e.source_system == "dubu"}
+    assert len(cases) == sum(1 for c in m.cases if c.system == "dubu") > 3
+
+
 # --- Kafka: a stored offset the broker no longer has ------------------------------------------
 
 
