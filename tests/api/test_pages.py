@@ -89,6 +89,8 @@ def test_access_log_page_for_auditor_only(client, world, hub):
     assert f"/adgangslog?borger={world.child}" in r.text
     r = client.get("/adgangslog", params={"borger": world.child})
     assert re.search(r"<td>anne</td>|>anne</a>", r.text) and "overview" in r.text
+    plain = r.text.replace('<span class="muted">', "").replace("</span>", "")
+    assert "overblik (overview)" in plain  # the view in Danish, its id kept
     assert client.get(f"/borger/{world.child}").status_code == 403
 
 
