@@ -134,6 +134,13 @@ class KnownCases:
         return self.cases.get(case_key)
 
 
+def change_version(n: int, old: object, new: object) -> str:
+    """The dedupe version of a case's ``n``-th change of a status or caseworker from ``old`` to
+    ``new``: a return to an earlier value is a change of its own (every connector that diffs
+    against ``KnownCases`` keys its changes so)."""
+    return f"{n}:{old}>{new}"
+
+
 class _Emitter:
     def __init__(self, source_system: str, snap: CaseSnapshot):
         self.source_system = source_system
@@ -180,7 +187,7 @@ def diff_case(source_system: str, snap: CaseSnapshot, known: CaseState | None,
         n = known.status_changes + 1
         old, new = known.status, snap.status
         at = snap.closed_at if new in INACTIVE and snap.closed_at else detected_at
-        emit(f"{rid}/status", f"{n}:{old}>{new}", at,
+        emit(f"{rid}/status", change_version(n, old, new), at,
              ev.CaseStatusChanged(status=new, previous_status=old))
         if new in INACTIVE and old not in INACTIVE:
             emit(f"{rid}/closed", f"{n}", at, ev.CaseClosed(reason=f"status {new}"))
@@ -210,7 +217,7 @@ def _diff_caseworker(emit: _Emitter, snap: CaseSnapshot, known: CaseState,
              ev.CaseworkerUnassigned(caseworker_id=known.caseworker_id))
     if snap.caseworker is not None:
         cw = snap.caseworker
-        emit(rid, f"{n}:{known.caseworker_id}>{new}", at, ev.CaseworkerAssigned(
+        emit(rid, change_version(n, known.caseworker_id, new), at, ev.CaseworkerAssigned(
             caseworker_id=cw.caseworker_id, caseworker_name=cw.name, unit_id=cw.unit_id,
             contact=cw.contact))
 

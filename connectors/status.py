@@ -12,6 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.sql import add_missing_columns, missing_columns
+
 metadata = sa.MetaData()
 
 status_table = sa.Table(
@@ -97,20 +99,13 @@ class StatusStore:
             self._add_columns()
 
     def _add_columns(self) -> None:
-        """Bring a table made by an earlier version up to date (columns are only added, and
-        are nullable)."""
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns(status_table.name)}
-        for column in status_table.columns:
-            if column.name in have:
-                continue
-            sql_type = column.type.compile(self.engine.dialect)
-            try:
-                with self.engine.begin() as conn:
-                    conn.exec_driver_sql(f"ALTER TABLE {status_table.name} ADD COLUMN"
-                                         f" {column.name} {sql_type}")
-            except sa.exc.DBAPIError:  # another process added it first, or a real failure
-                if column.name not in {c["name"] for c in sa.inspect(self.engine).get_columns(
-                        status_table.name)}:
+        """Bring a table made by an earlier version up to date (``add_missing_columns``)."""
+        try:
+            with self.engine.begin() as conn:
+                add_missing_columns(conn, status_table)
+        except sa.exc.DBAPIError:  # another process added them first, or a real failure
+            with self.engine.connect() as conn:
+                if missing_columns(conn, status_table):
                     raise
 
     def save(self, status: ConnectorStatus) -> None:

@@ -11,13 +11,12 @@ again (tables dropped and created, position 0), so a schema change never needs a
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -351,7 +350,7 @@ class ProjectionRunner:
             finally:
                 closed.set()  # first: nothing below may block (a second Ctrl-C lands anywhere)
                 for q in queues:  # wake the lanes now (a full queue's sees ``closed`` when empty)
-                    with contextlib.suppress(queue.Full):
+                    with suppress(queue.Full):
                         q.put_nowait(None)
                 for f in lane_done:
                     f.result()

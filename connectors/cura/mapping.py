@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from connectors import MappingError, event
 from connectors.cura import fhir
-from connectors.snapshot import CaseState
+from connectors.snapshot import CaseState, change_version
 from hub.domain import events as ev
 
 SYSTEM = "cura"
@@ -80,12 +80,11 @@ def _resource_id(resource: dict) -> str:
     return rid
 
 
-def care_provider(r: dict, cpr_of: CprOf,
-                  known_of: Callable[[str], CaseState | None] = lambda _: None
+def care_provider(r: dict, cpr_of: CprOf, known_of: Callable[[str], CaseState | None]
                   ) -> list[ev.CanonicalEvent]:
     """A care-provider case. ``known_of(case key)``: what the store knows of the case (None:
     nothing); the responsible caseworker is an event only when it differs from the store's,
-    keyed by the change (``<n>:<old>><new>``), so a return to an earlier one is recorded."""
+    keyed by the change (``change_version``), so a return to an earlier one is recorded."""
     rid = _resource_id(r)
     key = f"Basic/{rid}"
     person = _person(r, cpr_of)
@@ -118,7 +117,7 @@ def care_provider(r: dict, cpr_of: CprOf,
         n = known.caseworker_changes + 1
         at = created if n == 1 else _instant((r.get("meta") or {}).get("lastUpdated") or
                                              fhir.instant(created), "lastUpdated")
-        out.append(mk("responsible", f"{n}:{known.caseworker_id}>{actor}", at,
+        out.append(mk("responsible", change_version(n, known.caseworker_id, actor), at,
                       ev.CaseworkerAssigned(caseworker_id=actor,
                                             caseworker_name=responsible.get("display") or actor,
                                             unit_id=unit_id)))

@@ -71,9 +71,8 @@ class CaseSweep(Stream):
                     if mapping.is_pathway(sag, self.connector.pathway_template):
                         events.extend(mapping.pathway_events(sag, statuses))
                         continue
-                    events.extend(mapping.case_events(
-                        sag, statuses, self.connector.department,
-                        known.get(mapping.case_key(sag))))
+                    events.extend(mapping.case_events(sag, statuses,
+                                                      self.connector.department, known.get))
                     try:
                         notes = client.journal_notes(sag["Id"])
                     except RequestRejected as exc:  # this case's notes refused: the rest go on

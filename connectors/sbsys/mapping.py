@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from connectors import MappingError, event
 from connectors.sbsys import dialect as d
-from connectors.snapshot import CaseState
+from connectors.snapshot import CaseState, change_version
 from hub.domain import cpr as cprs
 from hub.domain import events as ev
 
@@ -78,12 +79,12 @@ def _common(sag: dict, statuses: dict[int, dict]) -> tuple[
 
 
 def case_events(sag: dict, statuses: dict[int, dict], department: str,
-                known: CaseState | None = None) -> list[ev.CanonicalEvent]:
-    """The case's events, against what the store already knows of it (``known``: None for a
-    case not seen before). A status or caseworker is an event only when it differs from the
-    store's, keyed by the change (``<n>:<old>><new>``, as ``connectors.snapshot`` does): so a
-    case that returns to an earlier status or caseworker records the return, and a case read
-    again unchanged records nothing."""
+                known_of: Callable[[str], CaseState | None]) -> list[ev.CanonicalEvent]:
+    """The case's events, against what the store already knows of it (``known_of(case key)``:
+    None for a case not seen before). A status or caseworker is an event only when it differs
+    from the store's, keyed by the change (``change_version``): so a case that returns to an
+    earlier status or caseworker records the return, and a case read again unchanged records
+    nothing."""
     key, nummer, person, opened, changed, unit, unit_id, status, state = _common(sag, statuses)
     canonical = d.NAME_TO_STATUS.get(status.get("Navn") or "") or d.STATE_TO_STATUS.get(
         state or "")
@@ -101,7 +102,7 @@ def case_events(sag: dict, statuses: dict[int, dict], department: str,
         department=department, unit_id=unit_id, unit_name=unit.get("Navn") or unit_id,
         case_type=(sag.get("SagSkabelon") or {}).get("Navn") or "sag", status="open",
         title=sag.get("SagsTitel")))]
-    known = known or CaseState()
+    known = known_of(key) or CaseState()
     if login and login != known.caseworker_id:
         n = known.caseworker_changes + 1
         out.append(mk("caseworker", opened if changed <= opened else changed,
@@ -109,13 +110,13 @@ def case_events(sag: dict, statuses: dict[int, dict], department: str,
                                             caseworker_name=behandler.get("Navn") or login,
                                             unit_id=str(behandler.get(
                                                 "AnsaettelsesstedIdentity") or unit_id)),
-                      f"{n}:{known.caseworker_id}>{login}"))
+                      change_version(n, known.caseworker_id, login)))
     old = known.status or "open"
     if canonical != old:
         n = known.status_changes + 1
         out.append(mk("status", changed, ev.CaseStatusChanged(status=canonical,
                                                               previous_status=old),
-                      f"{n}:{old}>{canonical}"))
+                      change_version(n, old, canonical)))
         if state == "Afsluttet":
             out.append(mk("closed", changed, ev.CaseClosed(
                 reason=status.get("SagsStatusKommentar")), str(n)))

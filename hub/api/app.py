@@ -22,11 +22,10 @@ from starlette.middleware.sessions import SessionMiddleware
 from hub import __version__
 from hub.api import errors
 from hub.api.config import ApiConfig
-from hub.api.context import ApiContext
+from hub.api.context import ApiContext, danish_today
 from hub.api.metrics import ApiMetrics, MetricsMiddleware
 from hub.api.oidc import OidcClient, OidcConfig
 from hub.bootstrap import Hub
-from hub.domain.access import danish_today
 from hub.logging import get_logger
 
 #: One module per area; each has ``router`` (and optionally ``NAV``). Add a line per area.

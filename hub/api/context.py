@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
@@ -13,7 +13,13 @@ from hub.api.config import ApiConfig
 from hub.api.metrics import ApiMetrics
 from hub.api.oidc import OidcClient
 from hub.bootstrap import Hub
-from hub.domain.access import danish_today
+from hub.ingest.validate import LOCAL_TZ
+
+
+def danish_today() -> date:
+    """The date in Denmark (consent periods are Danish calendar days, whatever the server's
+    time zone: the shipped image runs in UTC)."""
+    return datetime.now(LOCAL_TZ).date()
 
 
 @dataclass

@@ -14,12 +14,13 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 
 from hub.api import extra_queries
+from hub.api.context import danish_today
 from hub.api.errors import ApiError, forbidden, not_found
 from hub.api.metrics import ApiMetrics
 from hub.api.views import AccessEntry, CaseHistory, CaseView, ConsentView, Household, Overview
 from hub.bootstrap import Hub
 from hub.domain import events as ev
-from hub.domain.access import AccessPolicy, CaseScope, ConsentFact, Decision, User, danish_today
+from hub.domain.access import AccessPolicy, CaseScope, ConsentFact, Decision, User
 from hub.domain.cpr import is_valid_form
 from hub.logging import get_logger
 from projections import queries as q
@@ -129,8 +130,9 @@ class Glasplade:
                limit: int = 20) -> list[q.PersonSummary]:
         """By CPR (10 digits, with or without a dash) or by name prefix. Each hit is a view."""
         purpose = self.policy.purpose(purpose).purpose_id
+        text = text.strip()
+        digits = text.replace("-", "").replace(" ", "")
         if not (self.policy.may_see_person(user) or self.policy.may_read_access_log(user)):
-            digits = text.strip().replace("-", "").replace(" ", "")
             if digits.isdigit() and is_valid_form(digits):
                 with self.engine.connect() as conn:
                     tried = q.search_by_cpr(conn, self.store.person_key, digits)
@@ -138,12 +140,10 @@ class Glasplade:
                                             for h in tried])
             raise forbidden("your roles do not allow searching citizens",
                             "Din rolle giver ikke adgang til at søge borgere.")
-        text = text.strip()
         if len(text) < 2:
             raise ApiError(400, "query-too-short", "give a CPR number or at least two letters",
                            "Skriv et CPR-nummer eller mindst to bogstaver.")
         reveal = self.policy.may_see_protected_address(user)
-        digits = text.replace("-", "").replace(" ", "")
         with self.engine.connect() as conn:
             if digits.isdigit():
                 if not is_valid_form(digits):
@@ -221,13 +221,13 @@ class Glasplade:
         first = h.members[0].person
         self._require_person_rights(user, first.person_key, first.cpr, purpose, "household")
         members = tuple(self._shown(m, user, purpose) for m in h.members)
+        # each member's event also names the relatives it shows who are not members (a parent
+        # living elsewhere), as the overview's does its household
         keys = {m.person.person_key for m in members}
-        named = {x.person.person_key: x.person for m in members for x in m.household
-                 if x.person.person_key not in keys}
-        self.record(user, purpose, [
-            *(Access(k, p.cpr, "overview-household", "person") for k, p in named.items()),
-            *(Access(m.person.person_key, m.person.cpr, "household", m.access)
-              for m in members)])
+        self.record(user, purpose, [Access(
+            m.person.person_key, m.person.cpr, "household", m.access,
+            others=tuple(x.person.person_key for x in m.household
+                         if x.person.person_key not in keys)) for m in members])
         return Household(h.person_key, purpose, members)
 
     # --- case history ---------------------------------------------------------------------

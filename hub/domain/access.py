@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 Level = Literal["full", "existence", "none"]
 ROLES = ("caseworker", "leader", "auditor", "admin")
@@ -209,8 +208,3 @@ class AccessPolicy:
         if "existence" in levels:
             return "existence"
         return "person"
-
-
-def danish_today() -> date:
-    """The date in Denmark: consent periods are Danish calendar days, whatever the server's TZ."""
-    return datetime.now(ZoneInfo("Europe/Copenhagen")).date()

@@ -33,7 +33,6 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -45,6 +44,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
+from hub.sql import add_missing_columns
 from projections.rows import among, insert_many, key_chunks, upsert
 
 log = get_logger("glasplade.writeback")
@@ -363,19 +363,11 @@ def create_tables(bind: sa.Engine | sa.Connection) -> None:
     nightly or execute run) call it; a reader (``pending``, ``handled``, ``approve``: the
     dashboard and the CLI) needs it called once where its engine is set up."""
     _md.create_all(bind)
-    _add_missing_columns(bind, WRITEBACK)
-
-
-def _add_missing_columns(bind: sa.Engine | sa.Connection, table: sa.Table) -> None:
-    """A record made by an earlier version gets the nullable columns added since (the claim)."""
-    with bind.connect() if isinstance(bind, sa.Engine) else nullcontext(bind) as conn:
-        have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
-        missing = [c for c in table.columns if c.name not in have]
-        for column in missing:
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-        if missing and isinstance(bind, sa.Engine):
-            conn.commit()
+    if isinstance(bind, sa.Connection):  # (in the caller's transaction)
+        add_missing_columns(bind, WRITEBACK)
+    else:
+        with bind.begin() as conn:
+            add_missing_columns(conn, WRITEBACK)
 
 
 def _encode(c: Command) -> str:
@@ -512,14 +504,14 @@ class _SlotState:
             self.latest_obj = decode(found[1]) if found is not None else None
         return self.latest_obj
 
-    def unchanged(self, c: Command, mode: str = "automatic") -> bool:
+    def unchanged(self, c: Command, mode: str) -> bool:
         """``c`` asks for the state the latest command set (or ends one not set): no need to
         read the past any further."""
         if self.digest is None:
             return isinstance(c, EndOtherSystemMarking)
         return self.digest == _content(c, mode)
 
-    def add(self, c: Command, at: datetime, mode: str = "automatic") -> None:
+    def add(self, c: Command, at: datetime, mode: str) -> None:
         """``c`` recorded at ``at``: the latest unless one later in the record's order is."""
         rank = _RANK[type(c)]
         if self.latest_at is None or (_utc(at), rank) >= (_utc(self.latest_at),

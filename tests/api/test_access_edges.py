@@ -191,5 +191,10 @@ def test_everyone_a_household_view_names_is_recorded(client, world, hub):
     r = client.get(f"/api/v1/persons/{world.mother}/household")
     assert r.status_code == 200, r.text
     assert father in r.text  # in the child's household list
-    logged = {e.person_key for e in _accessed(hub, before)}
-    assert hub.store.person_key(father) in logged
+    others = {e.person_key: e.payload.others for e in _accessed(hub, before)}
+    assert hub.store.person_key(father) in others[world.child]  # the child's entry names him
+    login(client, "rikke")  # the auditor finds the view in the father's access log
+    rows = client.get("/api/v1/access-log",
+                      params={"person": hub.store.person_key(father)}).json()
+    assert ("anne", "named-in-household", "person") in {
+        (r["user_id"], r["view"], r["access"]) for r in rows}, rows

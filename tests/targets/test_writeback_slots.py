@@ -361,8 +361,8 @@ def test_slot_keeps_the_latest_in_record_order(now_first):
     early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     create = wb.CreatePathwayCase("c", "r", "s", "T", "k")
     passivate = wb.PassivatePathwayCase("p", "r", "s", "k")
-    s.add(passivate, late if now_first else early)
-    s.add(create, early if now_first else late)
+    s.add(passivate, late if now_first else early, "automatic")
+    s.add(create, early if now_first else late, "automatic")
     latest = passivate if now_first else create
     assert s.latest_obj is latest and s.latest_id == latest.command_id and s.creates == 1
     assert s.values()["latest"] == latest.command_id
