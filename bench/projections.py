@@ -124,7 +124,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
                     help="admin URL of the PostgreSQL server")
-    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="events per batch, of the read and of the rebuild (default: the "
+                    "runner's, 20,000 on PostgreSQL)")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--projections", default="",
                     help="comma-separated projection names to rebuild (default: all registered)")
@@ -136,7 +138,7 @@ def main() -> None:
     if not ready:
         print(f"ingesting the synthetic municipality into {url.rsplit('/', 1)[1]} (once)")
         child = multiprocessing.get_context("spawn").Process(
-            target=ingest, args=(url, args.citizens, args.seed, args.batch_size))
+            target=ingest, args=(url, args.citizens, args.seed, 5000))
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -150,19 +152,19 @@ def main() -> None:
     engine = readmodel_engine(url)
     head = store.max_position()
     rss_start = maxrss_mb()
-    n1, t1 = baseline(store, args.batch_size)
     projections = build_projections(store.person_key)
     if args.projections:
         wanted = args.projections.split(",")
         projections = [p for p in projections if p.name in wanted]
     runner = ProjectionRunner(store, engine, projections, batch_size=args.batch_size)
+    n1, t1 = baseline(store, runner.batch_size)  # the same batches as the rebuild reads
     runner.prepare()
     rss_before = maxrss_mb()
     t0 = time.perf_counter()
     runner.rebuild()
     rebuild_s = time.perf_counter() - t0
     rss_rebuild = maxrss_mb()
-    n2, t2 = baseline(store, args.batch_size)
+    n2, t2 = baseline(store, runner.batch_size)
     read_s = min(t1, t2)
     read_eps, rebuild_eps = n1 / read_s, head / rebuild_s
     persons, times = latency(engine, args.queries, args.seed)

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.sql import add_missing_columns, missing_columns
+from hub.sql import add_missing_columns, create_all, missing_columns
 
 metadata = sa.MetaData()
 
@@ -95,7 +95,7 @@ class StatusStore:
         self.engine = sa.create_engine(sqlalchemy_url(url), connect_args=connect_args,
                                        pool_pre_ping=True)
         if create:
-            metadata.create_all(self.engine)
+            create_all(self.engine, metadata)
             self._add_columns()
 
     def _add_columns(self) -> None:

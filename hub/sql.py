@@ -1,10 +1,35 @@
-"""SQLAlchemy helpers shared by the hub's own operational tables outside the event store: the
-connectors' status table (``connectors/status.py``) and the write-back record
-(``hub/targets/writeback.py``). Read models are rebuilt instead (``projections/runner.py``)."""
+"""SQLAlchemy helpers for the tables outside the event store: creating them when several
+processes start at once (every table), and adding columns to the hub's own operational tables
+(the connectors' status table, ``connectors/status.py``, and the write-back record,
+``hub/targets/writeback.py``; read models are rebuilt instead, ``projections/runner.py``)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+
+#: The transaction-level advisory lock under which tables are created (PostgreSQL).
+SCHEMA_LOCK = 0x676C6173_0002  # "glas", 2
+
+
+def schema_lock(conn: sa.Connection) -> None:
+    """Hold the schema lock until ``conn``'s transaction ends (PostgreSQL; SQLite has one
+    writer anyway). Processes that start together on a new database (the API server and a
+    follower, say) then create tables in turn: PostgreSQL's ``IF NOT EXISTS`` does not hold
+    against a creation running concurrently, the later one fails on the catalog's unique
+    index of type names."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+
+
+def create_all(bind: sa.Engine | sa.Connection, metadata: sa.MetaData) -> None:
+    """``metadata.create_all`` under the schema lock: in the caller's transaction when given a
+    connection, else in a transaction of its own."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            create_all(conn, metadata)
+        return
+    schema_lock(bind)
+    metadata.create_all(bind)
 
 
 def missing_columns(conn: sa.Connection, table: sa.Table) -> list[sa.Column]:

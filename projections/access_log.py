@@ -11,12 +11,12 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
-from projections.case_history import utc
+from projections.db import Instant
 from projections.rows import RowCache, insert_many, put_alias
 
 NAME = "access_log"
 metadata = sa.MetaData()
-TS = sa.DateTime(timezone=True)
+TS = Instant()
 
 entries = sa.Table(
     f"{NAME}_entries", metadata,
@@ -54,7 +54,7 @@ def entry(e: ev.CanonicalEvent, person_key: str, named: bool = False) -> dict[st
         "position": e.position, "person_key": person_key, "user_id": p.user_id,
         "purpose": p.purpose, "view": NAMED_IN + p.view if named else p.view,
         "access": "person" if named else p.access,
-        "occurred_at": utc(e.occurred_at), "recorded_at": utc(e.recorded_at),
+        "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
         "source_system": e.source_system,
     }
 

@@ -5,7 +5,7 @@ system, actor, what changed in words). Append-only: one row per event, keyed by 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import orjson
@@ -13,11 +13,12 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
+from projections.db import Instant
 from projections.rows import insert_tuples
 
 NAME = "case_history"
 metadata = sa.MetaData()
-TS = sa.DateTime(timezone=True)
+TS = Instant()
 
 entries = sa.Table(
     f"{NAME}_entries", metadata,
@@ -43,18 +44,6 @@ TOPICS = (
 
 _ROLE = {"primary": "primær sagsbehandler", "secondary": "sekundær sagsbehandler",
          "tovholder": "tovholder"}
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """Aware timestamps as UTC (SQLite keeps no offset: store them all in one zone)."""
-    if value is None:
-        return None
-    tz = value.tzinfo
-    if tz is UTC:
-        return value
-    if tz is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _d(value: date | None) -> str:
@@ -126,7 +115,7 @@ COLUMNS = ("position", "case_key", "person_key", "occurred_at", "recorded_at", "
 def entry_values(e: ev.CanonicalEvent) -> tuple[Any, ...]:
     """The timeline row of one case event as values in ``COLUMNS`` order (pure)."""
     p = e.payload
-    return (e.position, e.case_key, e.person_key, utc(e.occurred_at), utc(e.recorded_at),
+    return (e.position, e.case_key, e.person_key, e.occurred_at, e.recorded_at,
             e.source_system, e.actor, type(p).__name__, summarize(p), details(p))
 
 

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from projections import citizen_tables as t
 from projections.base import Projection
-from projections.case_history import utc
 from projections.rows import RowCache, put_alias
 
 PERSON = ("PersonRegistered", "PersonNameChanged", "PersonAddressChanged",
@@ -232,7 +231,7 @@ class CitizenOverviewProjection(Projection):
     def _person(self, rows: _Rows, e: ev.CanonicalEvent) -> Row:
         row = rows.persons.get(e.person_key or "")
         assert row is not None  # made in _apply for every event with a person
-        row["updated_at"] = utc(e.occurred_at)
+        row["updated_at"] = e.occurred_at
         rows.persons.put(row)
         return row
 
@@ -291,7 +290,7 @@ class CitizenOverviewProjection(Projection):
             row = t.new_row(t.cases, case_key=key, source_system=e.source_system)
         if row["person_key"] is None:
             row["person_key"] = e.person_key
-        at = utc(e.occurred_at)
+        at = e.occurred_at
         if row["last_event_at"] is None or at > row["last_event_at"]:
             row["last_event_at"] = at
         rows.cases.put(row)
@@ -299,7 +298,7 @@ class CitizenOverviewProjection(Projection):
 
     def _on_CaseOpened(self, rows, e, p: ev.CaseOpened) -> None:  # noqa: N802
         row = self._case(rows, e)
-        at = utc(e.occurred_at)
+        at = e.occurred_at
         row.update(person_key=e.person_key or row["person_key"], source_system=e.source_system,
                    department=p.department, unit_id=p.unit_id, unit_name=p.unit_name,
                    case_type=p.case_type, title=p.title, status=p.status, law=p.law,
@@ -311,7 +310,7 @@ class CitizenOverviewProjection(Projection):
     def _on_CaseStatusChanged(self, rows, e, p: ev.CaseStatusChanged) -> None:  # noqa: N802
         row = self._case(rows, e)
         row["status"] = p.status
-        row["closed_at"] = (row["closed_at"] or utc(e.occurred_at)) if p.status == "closed" \
+        row["closed_at"] = (row["closed_at"] or e.occurred_at) if p.status == "closed" \
             else None
 
     def _on_CaseLegalBasisChanged(self, rows, e, p) -> None:  # noqa: N802
@@ -330,7 +329,7 @@ class CitizenOverviewProjection(Projection):
                                                          p.role),
             case_key=case["case_key"], caseworker_id=p.caseworker_id, role=p.role,
             name=p.caseworker_name, unit_id=p.unit_id, contact=p.contact,
-            assigned_at=utc(e.occurred_at)))
+            assigned_at=e.occurred_at))
 
     def _on_CaseworkerUnassigned(self, rows, e, p: ev.CaseworkerUnassigned) -> None:  # noqa: N802
         case = self._case(rows, e)
@@ -345,7 +344,7 @@ class CitizenOverviewProjection(Projection):
         self._case(rows, e)["status"] = "passive"
 
     def _on_CaseClosed(self, rows, e, p) -> None:  # noqa: N802
-        self._case(rows, e).update(status="closed", closed_at=utc(e.occurred_at))
+        self._case(rows, e).update(status="closed", closed_at=e.occurred_at)
 
     def _on_CaseReopened(self, rows, e, p) -> None:  # noqa: N802
         self._case(rows, e).update(status="open", closed_at=None)
@@ -382,13 +381,13 @@ class CitizenOverviewProjection(Projection):
         rows.consents.put(t.new_row(
             t.consents, consent_id=p.consent_id, person_key=e.person_key,
             source_system=e.source_system, purpose=p.purpose, unit_ids=sorted(p.unit_ids),
-            valid_from=p.valid_from, valid_until=p.valid_until, given_at=utc(e.occurred_at)))
+            valid_from=p.valid_from, valid_until=p.valid_until, given_at=e.occurred_at))
 
     def _on_ConsentWithdrawn(self, rows, e, p: ev.ConsentWithdrawn) -> None:  # noqa: N802
         row = rows.consents.get(p.consent_id) or t.new_row(
             t.consents, consent_id=p.consent_id, person_key=e.person_key,
             source_system=e.source_system, unit_ids=[])
-        row.update(withdrawn_at=utc(e.occurred_at), withdrawn_reason=p.reason)
+        row.update(withdrawn_at=e.occurred_at, withdrawn_reason=p.reason)
         rows.consents.put(row)
 
     def _on_MarkingSet(self, rows, e, p: ev.MarkingSet) -> None:  # noqa: N802
@@ -419,7 +418,7 @@ class CitizenOverviewProjection(Projection):
         self._pathway(rows, e, p.pathway_id).update(
             person_key=e.person_key, anchor_unit_id=p.anchor_unit_id,
             anchor_unit_name=p.anchor_unit_name, rule_id=p.rule_id, status="active",
-            started_at=utc(e.occurred_at), closed_at=None, close_reason=None)
+            started_at=e.occurred_at, closed_at=None, close_reason=None)
         members = {rows.current(self.person_key_of(m)) for m in p.members}
         if e.person_key:
             members.add(e.person_key)
@@ -443,7 +442,7 @@ class CitizenOverviewProjection(Projection):
 
     def _on_PathwayMeetingHeld(self, rows, e, p: ev.PathwayMeetingHeld) -> None:  # noqa: N802
         row = self._pathway(rows, e, p.pathway_id)
-        row.update(meetings=row["meetings"] + 1, last_meeting_at=utc(e.occurred_at),
+        row.update(meetings=row["meetings"] + 1, last_meeting_at=e.occurred_at,
                    last_meeting_type=p.meeting_type)
 
     def _on_PathwayPlanUpdated(self, rows, e, p: ev.PathwayPlanUpdated) -> None:  # noqa: N802
@@ -453,7 +452,7 @@ class CitizenOverviewProjection(Projection):
 
     def _on_PathwayClosed(self, rows, e, p: ev.PathwayClosed) -> None:  # noqa: N802
         self._pathway(rows, e, p.pathway_id).update(
-            status="closed", closed_at=utc(e.occurred_at), close_reason=p.reason)
+            status="closed", closed_at=e.occurred_at, close_reason=p.reason)
 
     # --- identifier replaced ----------------------------------------------------------------
 

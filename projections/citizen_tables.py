@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from projections.db import Instant
+
 NAME = "citizen_overview"
 metadata = sa.MetaData()
 
 #: Text compared byte-wise on PostgreSQL too, so a prefix range uses the btree index.
 SearchText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
-TS = sa.DateTime(timezone=True)
+TS = Instant()
 
 
 def _t(name: str, *columns: sa.Column, indexes: tuple[str, ...] = ()) -> sa.Table:

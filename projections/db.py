@@ -9,12 +9,35 @@ reads too; a connection opened with ``execution_options(glasplade_write=True)`` 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
 
 from hub.config import ConfigError
 
 #: Execution option that makes an SQLite transaction take the write lock at BEGIN.
 WRITE = {"glasplade_write": True}
+
+
+class Instant(sa.types.TypeDecorator[datetime]):
+    """A read model's point in time (``timestamptz`` on PostgreSQL). Rows take the events'
+    aware datetimes as they are, in whatever offset: PostgreSQL stores the instant (and the
+    COPY path passes them untouched). SQLite keeps no offset, so there a value is written as
+    UTC and read back as aware UTC; a naive value is taken to be UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is not None and value.tzinfo is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -14,16 +14,17 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
+from projections.db import Instant
 from projections.rows import KeyedRows, RowCache
 from projections.target_groups import INACTIVE_STATUSES, KeyOf
 
-_TS = sa.DateTime(timezone=True)
+_TS = Instant()
 FOLLOW_UP_ACTION = "follow_up"
 
 
 class ManagementProjection(Projection):
     name = "management"
-    version = 1
+    version = 2  # 2: times kept as instants on SQLite (were written as local wall time)
 
     def __init__(self, person_key_of: KeyOf):
         self.key_of = person_key_of  # the store's pseudonymizer keeps its keys

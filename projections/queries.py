@@ -324,7 +324,7 @@ def _accesses(conn: sa.Connection, where: sa.ColumnElement[bool], limit: int,
     e = al.entries
     q = sa.select(e).where(where)
     if before is not None:
-        q = q.where(e.c.occurred_at < ch.utc(before))
+        q = q.where(e.c.occurred_at < before)
     q = q.order_by(e.c.occurred_at.desc(), e.c.position.desc()).limit(limit)
     return [AccessEntry(r.position, r.person_key, r.user_id, r.purpose, r.view, r.access,
                         _aware(r.occurred_at), _aware(r.recorded_at)) for r in conn.execute(q)]

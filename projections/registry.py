@@ -53,7 +53,7 @@ def build_projections(person_key_of: Callable[[str], str],
     return out
 
 
-def open_runner(hub: Hub, *, batch_size: int = 5000, engine=None) -> ProjectionRunner:  # noqa: ANN001
+def open_runner(hub: Hub, *, batch_size: int | None = None, engine=None) -> ProjectionRunner:  # noqa: ANN001
     """The runner over every registered projection, on the hub's read-model database."""
     engine = engine or readmodel_engine(hub.settings.effective_readmodel_url)
     return ProjectionRunner(hub.store, engine, build_projections(hub.store.person_key),

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from hub.domain.events import CanonicalEvent
 from hub.logging import get_logger
+from hub.sql import create_all, schema_lock
 from hub.store.eventstore import EventStore, gc_paused
 from projections.base import Projection
 from projections.db import WRITE
@@ -124,16 +125,24 @@ def _no_commit_wait(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
 
+#: Events per batch (and per read-model transaction) when none is given. PostgreSQL: 20,000,
+#: a quarter of the round trips per event of 5,000 (each waits for the interpreter lock behind
+#: the other threads): a rebuild of a million events took 49.3-50.4 s against 53.0-54.6 s, with
+#: peak memory 376-407 MB against 272 MB. SQLite: 5,000, since the read models share the store's
+#: one writer lock and a batch holds it for its transaction.
+BATCH_SIZE = {"postgresql": 20_000, "sqlite": 5_000}
+
+
 class ProjectionRunner:
     def __init__(self, store: EventStore, engine: sa.Engine, projections: Sequence[Projection],
-                 *, batch_size: int = 5000, clock: Callable[[], datetime] = _now):
+                 *, batch_size: int | None = None, clock: Callable[[], datetime] = _now):
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ProjectionError(f"duplicate projection names: {names}")
         self.store = store
         self.engine = engine
         self.projections = list(projections)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or BATCH_SIZE.get(engine.dialect.name, 5_000)
         self.clock = clock
         self._pg = engine.dialect.name == "postgresql"
         self._positions_exist = False
@@ -184,9 +193,10 @@ class ProjectionRunner:
         or whose tables are missing. Returns the names that were reset (to be rebuilt)."""
         reset: list[str] = []
         with self._write() as conn, conn.begin():
-            positions_metadata.create_all(conn)
+            create_all(conn, positions_metadata)
         for p in self.select(names):
             with self._write() as conn, conn.begin():
+                schema_lock(conn)  # (another process may be making the same tables)
                 row = conn.execute(sa.select(positions).where(positions.c.name == p.name)
                                    .with_for_update()).first()
                 inspector = sa.inspect(conn)
@@ -213,7 +223,7 @@ class ProjectionRunner:
     def reset(self, names: Sequence[str] | None = None) -> None:
         """Empty the projections' tables and set their positions to 0 (one transaction each)."""
         with self._write() as conn, conn.begin():
-            positions_metadata.create_all(conn)
+            create_all(conn, positions_metadata)
         selected = self.select(names)
         # PostgreSQL: the projections' tables are dropped and made at once, on connections of
         # their own (the server works on the catalog while this process waits)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections.base import Projection
+from projections.db import Instant
 from projections.rows import KeyedRows, RowCache
 
 #: Case statuses that end a case's activity (canonical statuses from the connectors' mappings).
@@ -35,7 +36,7 @@ _PERSON = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Person")) - {
 _OVERLAP = frozenset({"OverlapDetected", "OverlapResolved"})
 
 KeyOf = Callable[[str], str]
-_TS = sa.DateTime(timezone=True)
+_TS = Instant()
 Row = dict[str, Any]
 
 
@@ -87,7 +88,8 @@ def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Tabl
 
 class TargetGroupsProjection(Projection):
     name = "target_groups"
-    version = 4  # 4: indexes on tg_persons.birth_date and tg_relations.related_key
+    version = 5  # 4: indexes on tg_persons.birth_date and tg_relations.related_key; 5: times
+    # kept as instants on SQLite (were written as the events' local wall time)
 
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""

@@ -11,6 +11,7 @@ import glob
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from contextlib import contextmanager
 from urllib.parse import urlparse, urlunparse
@@ -87,3 +88,24 @@ def fresh_database(admin_url: str, prefix: str = "glasplade_test"):
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def at_once(calls: list) -> list[BaseException]:
+    """Run the callables in threads released together (processes starting at the same moment,
+    as far as the server can tell); returns what they raised."""
+    start = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def run(call) -> None:  # noqa: ANN001
+        start.wait()
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -13,6 +13,7 @@ import typer
 
 from hub.cli.common import build_hub, current_user, print_json, print_table, record_access
 from hub.logging import get_logger
+from hub.sql import create_all
 
 overlap_app = typer.Typer(no_args_is_help=True, help="The nightly overlap run.")
 targets_app = typer.Typer(no_args_is_help=True, help="Target-group rules and lists.")
@@ -175,7 +176,7 @@ def targets_list(rule: str = typer.Argument(..., help="Rule id"),
     hub = build_hub(store)
     engine, projection = _parts(hub)
     try:
-        projection.metadata.create_all(engine)
+        create_all(engine, projection.metadata)
         with engine.connect() as conn:
             rows = match_list(conn, projection, rule, unit, limit)
     finally:
@@ -198,7 +199,7 @@ def targets_why(person: str = typer.Option(..., "--person", help="CPR or substit
     engine, projection = _parts(hub)
     try:
         record_access(hub, person, user=current_user(), purpose=purpose, view="target-groups")
-        projection.metadata.create_all(engine)
+        create_all(engine, projection.metadata)
         with engine.connect() as conn:
             rows = person_matches(conn, projection, hub.store.person_key(person))
     finally:

@@ -18,11 +18,13 @@ from projections.runner import ProjectionError, ProjectionRunner
 StoreOpt = typer.Option(None, "--store", envvar="GLASPLADE_STORE_URL",
                         help="sqlite:///path.db or postgresql://user@host:port/db")
 NamesArg = typer.Argument(None, help="Projection names (default: all)")
-BatchOpt = typer.Option(5000, "--batch-size", help="Events per transaction")
+BatchOpt = typer.Option(None, "--batch-size", show_default=False,
+                        help="Events per transaction [default: 20000 on PostgreSQL, 5000 on "
+                        "SQLite]")
 
 
 @contextmanager
-def _opened(store: str | None, batch_size: int = 5000) -> Iterator[tuple[Hub, ProjectionRunner]]:
+def _opened(store: str | None, batch_size: int | None) -> Iterator[tuple[Hub, ProjectionRunner]]:
     hub = build_hub(store)
     runner = None
     try:
@@ -63,7 +65,7 @@ def register(app: typer.Typer) -> None:
                json_out: bool = typer.Option(False, "--json", help="Machine-readable output")
                ) -> None:
         """Each projection's position against the store's head."""
-        with _opened(store) as (_, runner):
+        with _opened(store, None) as (_, runner):
             rows = runner.status()
         if json_out:
             print_json([{"name": s.name, "version": s.version, "stored_version": s.stored_version,
@@ -82,7 +84,7 @@ def register(app: typer.Typer) -> None:
     def run(names: list[str] = NamesArg, follow: bool = typer.Option(
                 False, "--follow", help="Keep following new events until interrupted"),
             interval: float = typer.Option(0.5, help="Poll interval in seconds (--follow)"),
-            batch_size: int = BatchOpt, store: str = StoreOpt) -> None:
+            batch_size: int | None = BatchOpt, store: str = StoreOpt) -> None:
         """Bring projections up to date (rebuilding any whose version changed)."""
         with _opened(store, batch_size) as (hub, runner):
             reset = runner.prepare(names or None)
@@ -107,7 +109,7 @@ def register(app: typer.Typer) -> None:
                         wait.close()  # type: ignore[attr-defined]
 
     @group.command()
-    def rebuild(names: list[str] = NamesArg, batch_size: int = BatchOpt,
+    def rebuild(names: list[str] = NamesArg, batch_size: int | None = BatchOpt,
                 store: str = StoreOpt) -> None:
         """Drop the read models and rebuild them from the first event (progress bar)."""
         with _opened(store, batch_size) as (_, runner):

@@ -38,6 +38,8 @@ from hub.store.contract import (
 _COLUMNS = ("originator_id", "originator_version", "topic", "state", "source_system",
             "source_key", "person_key", "case_key", "occurred_at", "recorded_at")
 
+#: The session-level advisory lock under which ``create_tables`` runs (one per database).
+_SCHEMA_LOCK = 0x676C6173_0001  # "glas", 1
 #: Up to this many rows an append uses plain INSERTs (lower latency for single events).
 _SMALL_BATCH = 32
 _COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "bytea", "text", "text", "timestamptz",
@@ -139,9 +141,18 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
     # --- EventRecorder --------------------------------------------------------------------
 
     def create_tables(self) -> None:
+        """Create (or migrate) the store's tables. Processes that start at once on a new
+        database (the API server and a follower, say) take turns: PostgreSQL's ``IF NOT EXISTS``
+        does not hold against a creation running concurrently (the later one fails on the
+        catalog's unique index of type names)."""
         try:
-            self.create_table()
-            self._migrate_person_index()
+            with self.datastore.get_connection() as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+                try:
+                    self.create_table()
+                    self._migrate_person_index()
+                finally:  # (a lost connection releases it too)
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
         except (psycopg.Error, PersistenceError) as exc:
             raise StoreError(f"cannot create the event store tables: {exc}") from exc
 

@@ -12,7 +12,7 @@ from projections.runner import ProjectionRunner
 
 
 def catch_up(store: EventStore, engine: sa.Engine, projection: Projection,
-             batch_size: int = 5000) -> int:
+             batch_size: int | None = None) -> int:
     """Apply every event not yet applied; returns the number of events read."""
     runner = ProjectionRunner(store, engine, [projection], batch_size=batch_size)
     runner.prepare([projection.name])

@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
-from hub.sql import add_missing_columns
+from hub.sql import add_missing_columns, create_all
 from projections.rows import among, insert_many, key_chunks, upsert
 
 log = get_logger("glasplade.writeback")
@@ -362,7 +362,7 @@ def create_tables(bind: sa.Engine | sa.Connection) -> None:
     """The record and the slots, if missing. ``record_plan`` and ``execute`` (one call per
     nightly or execute run) call it; a reader (``pending``, ``handled``, ``approve``: the
     dashboard and the CLI) needs it called once where its engine is set up."""
-    _md.create_all(bind)
+    create_all(bind, _md)
     if isinstance(bind, sa.Connection):  # (in the caller's transaction)
         add_missing_columns(bind, WRITEBACK)
     else:

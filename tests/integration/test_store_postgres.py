@@ -72,3 +72,20 @@ class TestPostgresEventStoreUnprobedBulkPath(TestPostgresEventStore):
         store.recorder.small_batch = 0
         store.recorder.probe_edge = 0
         return store
+
+
+def test_processes_starting_at_once_create_the_tables_in_turn(pg_url):
+    """The API server and a follower started together on a new database: both create the
+    store's tables (without the lock the later ones failed on PostgreSQL's catalog)."""
+    recorders = [open_recorder(pg_url, create=False) for _ in range(3)]
+    errors = pg.at_once([r.create_tables for r in recorders])
+    try:
+        assert errors == []
+        store = testing.build_store(recorders[0])
+        person = testing.cpr(1)
+        events = [testing.registered(person), testing.opened("demo:c1", person)]
+        assert store.append(events).stored == 2
+        assert [e.event_type for e in store.read()] == ["PersonRegistered", "CaseOpened"]
+    finally:
+        for r in recorders:
+            r.close()

@@ -20,6 +20,7 @@ from projections.db import readmodel_engine
 from projections.registry import build_projections
 from projections.rows import upsert
 from projections.runner import ProjectionError, ProjectionRunner, positions
+from tests import pg
 from tests.projections import scenario as sc
 from tests.projections.conftest import MODULES, dump, make_runner
 
@@ -318,3 +319,19 @@ def test_a_failing_projection_stops_the_others_at_a_batch_end(store, engine):
     good = [CitizenOverviewProjection(store.person_key), *others]
     assert make_runner(store, engine, batch_size=2, projections=good).run() > 0
     assert stored_positions(engine) == {p.name: store.max_position() for p in good}
+
+
+def test_runners_starting_at_once_make_the_tables_in_turn(store, store_url):
+    """A server's follower and `glasplade projections run` started together on a new database
+    both prepare every projection (on PostgreSQL the later ones failed on the catalog)."""
+    engines = [readmodel_engine(store_url) for _ in range(3)]
+    runners = [ProjectionRunner(store, e, build_projections(store.person_key)) for e in engines]
+    try:
+        assert pg.at_once([r.prepare for r in runners]) == []
+        store.append(sc.family())
+        assert runners[0].run() == len(sc.family())
+        assert {s.name: s.lag for s in runners[1].status()} == {
+            p.name: 0 for p in runners[1].projections}
+    finally:
+        for e in engines:
+            e.dispose()

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from hub.api.deps import check_csrf, csrf_token, current_user, get_ctx
 from hub.api.errors import ApiError, forbidden
 from hub.domain.access import User
+from hub.sql import create_all
 from hub.targets import queries, writeback
 from hub.targets.cadence import load_cadences
 from hub.targets.loader import RuleFileError, load_rules
@@ -57,8 +58,8 @@ def _parts(request: Request) -> dict[str, Any]:
         tg, mi = TargetGroupsProjection(key_of), ManagementProjection(key_of)
         # the pages read these tables before the projections may have run
         engine = ctx.service.engine
-        tg.metadata.create_all(engine)
-        mi.metadata.create_all(engine)
+        create_all(engine, tg.metadata)
+        create_all(engine, mi.metadata)
         writeback.create_tables(engine)
         state.targets = {"tg": tg, "mi": mi, "templates": Jinja2Templates(env=env)}
     return state.targets
