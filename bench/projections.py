@@ -84,10 +84,12 @@ def ingest(url: str, citizens: int, seed: int, batch: int) -> None:
     store.close()
 
 
-def baseline(store: EventStore, batch: int) -> tuple[int, float]:
+def baseline(store: EventStore) -> tuple[int, float]:
+    """A plain read of every event in ``iter_events``' own batches (5,000: faster than the
+    rebuild's 20,000 for a plain read, 23.1-23.5 s against 24.9-26.0 s for a million events)."""
     t0 = time.perf_counter()
     n = 0
-    for _ in store.iter_events(batch_size=batch):
+    for _ in store.iter_events():
         n += 1
     return n, time.perf_counter() - t0
 
@@ -125,8 +127,8 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
                     help="admin URL of the PostgreSQL server")
     ap.add_argument("--batch-size", type=int, default=None,
-                    help="events per batch, of the read and of the rebuild (default: the "
-                    "runner's, 20,000 on PostgreSQL)")
+                    help="events per batch of the rebuild (default: the runner's, 20,000 on "
+                    "PostgreSQL)")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--projections", default="",
                     help="comma-separated projection names to rebuild (default: all registered)")
@@ -157,14 +159,14 @@ def main() -> None:
         wanted = args.projections.split(",")
         projections = [p for p in projections if p.name in wanted]
     runner = ProjectionRunner(store, engine, projections, batch_size=args.batch_size)
-    n1, t1 = baseline(store, runner.batch_size)  # the same batches as the rebuild reads
+    n1, t1 = baseline(store)
     runner.prepare()
     rss_before = maxrss_mb()
     t0 = time.perf_counter()
     runner.rebuild()
     rebuild_s = time.perf_counter() - t0
     rss_rebuild = maxrss_mb()
-    n2, t2 = baseline(store, runner.batch_size)
+    n2, t2 = baseline(store)
     read_s = min(t1, t2)
     read_eps, rebuild_eps = n1 / read_s, head / rebuild_s
     persons, times = latency(engine, args.queries, args.seed)
