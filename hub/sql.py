@@ -28,6 +28,10 @@ def create_all(bind: sa.Engine | sa.Connection, metadata: sa.MetaData) -> None:
         with bind.begin() as conn:
             create_all(conn, metadata)
         return
+    if bind.dialect.name == "postgresql":  # every table there: no lock to wait for
+        inspector = sa.inspect(bind)
+        if all(inspector.has_table(t.name, schema=t.schema) for t in metadata.sorted_tables):
+            return
     schema_lock(bind)
     metadata.create_all(bind)
 

@@ -24,15 +24,18 @@ class Instant(sa.types.TypeDecorator[datetime]):
     """A read model's point in time (``timestamptz`` on PostgreSQL). Rows take the events'
     aware datetimes as they are, in whatever offset: PostgreSQL stores the instant (and the
     COPY path passes them untouched). SQLite keeps no offset, so there a value is written as
-    UTC and read back as aware UTC; a naive value is taken to be UTC."""
+    UTC and read back as aware UTC. A naive value is taken to be UTC on both (not in the
+    PostgreSQL session's time zone)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
-        if value is not None and value.tzinfo is not None and dialect.name == "sqlite":
-            return value.astimezone(UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> Any:
         if value is not None and value.tzinfo is None:

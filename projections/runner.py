@@ -142,6 +142,8 @@ class ProjectionRunner:
         self.store = store
         self.engine = engine
         self.projections = list(projections)
+        if batch_size is not None and batch_size < 1:
+            raise ProjectionError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = batch_size or BATCH_SIZE.get(engine.dialect.name, 5_000)
         self.clock = clock
         self._pg = engine.dialect.name == "postgresql"
@@ -233,8 +235,10 @@ class ProjectionRunner:
 
     def _reset_alone(self, p: Projection) -> None:
         with self._write() as conn, conn.begin():
-            conn.execute(sa.select(positions.c.name).where(positions.c.name == p.name)
-                         .with_for_update())
+            row = conn.execute(sa.select(positions.c.name).where(positions.c.name == p.name)
+                               .with_for_update()).first()
+            if row is None:  # nothing locked: another process may be making the same tables
+                schema_lock(conn)  # (no row lock held: the order of ``prepare`` is kept)
             self._reset(conn, p)
 
     # --- catching up ------------------------------------------------------------------------

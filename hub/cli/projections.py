@@ -18,7 +18,7 @@ from projections.runner import ProjectionError, ProjectionRunner
 StoreOpt = typer.Option(None, "--store", envvar="GLASPLADE_STORE_URL",
                         help="sqlite:///path.db or postgresql://user@host:port/db")
 NamesArg = typer.Argument(None, help="Projection names (default: all)")
-BatchOpt = typer.Option(None, "--batch-size", show_default=False,
+BatchOpt = typer.Option(None, "--batch-size", min=1, show_default=False,
                         help="Events per transaction [default: 20000 on PostgreSQL, 5000 on "
                         "SQLite]")
 

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.domain.rules import add_months
+from hub.ingest.validate import LOCAL_TZ
 from hub.targets.cadence import Cadence, compliance
 from projections.management import ManagementProjection
 
@@ -34,11 +35,11 @@ class Filter:
 
     @property
     def start_ts(self) -> datetime:
-        return datetime.combine(self.start, time.min, UTC)
+        return datetime.combine(self.start, time.min, LOCAL_TZ)
 
     @property
     def end_ts(self) -> datetime:
-        return datetime.combine(self.end, time.max, UTC)
+        return datetime.combine(self.end, time.max, LOCAL_TZ)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class Table:
 
 def _aware(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+
+
+def _day(ts: datetime) -> date:
+    """The Danish calendar day of an instant."""
+    return _aware(ts).astimezone(LOCAL_TZ).date()
 
 
 def _days(a: datetime, b: datetime) -> int:
@@ -91,11 +97,11 @@ def pathways(conn: sa.Connection, p: ManagementProjection, f: Filter) -> Table:
         meetings = []
         for months, mtype in f.youth_meetings:
             due = any(add_months(b, months) <= f.end for b in births[r.pathway_id]
-                      if add_months(b, 216) > _aware(r.started_at).date())
+                      if add_months(b, 216) > _day(r.started_at))
             meetings.append(("ja" if mtype in held[r.pathway_id] else "nej") if due else "")
         out.append((r.pathway_id, r.anchor_unit_id, r.anchor_unit_name, r.tovholder_id or "",
-                    r.tovholder_name or "", _aware(r.started_at).date(),
-                    _aware(r.closed_at).date() if r.closed_at else "", r.close_reason or "",
+                    r.tovholder_name or "", _day(r.started_at),
+                    _day(r.closed_at) if r.closed_at else "", r.close_reason or "",
                     _days(r.started_at, end), r.first_progression, r.progression, *meetings))
     return Table(("forloeb", "forankring", "forankring_navn", "tovholder", "tovholder_navn",
                   "startet", "lukket", "lukkeaarsag", "varighed_dage", "progression_start",

@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
-from hub.sql import add_missing_columns, create_all
+from hub.sql import add_missing_columns, create_all, missing_columns, schema_lock
 from projections.rows import among, insert_many, key_chunks, upsert
 
 log = get_logger("glasplade.writeback")
@@ -362,12 +362,14 @@ def create_tables(bind: sa.Engine | sa.Connection) -> None:
     """The record and the slots, if missing. ``record_plan`` and ``execute`` (one call per
     nightly or execute run) call it; a reader (``pending``, ``handled``, ``approve``: the
     dashboard and the CLI) needs it called once where its engine is set up."""
-    create_all(bind, _md)
-    if isinstance(bind, sa.Connection):  # (in the caller's transaction)
-        add_missing_columns(bind, WRITEBACK)
-    else:
+    if isinstance(bind, sa.Engine):  # columns added under the same lock as the tables
         with bind.begin() as conn:
-            add_missing_columns(conn, WRITEBACK)
+            create_tables(conn)
+        return
+    create_all(bind, _md)
+    if missing_columns(bind, WRITEBACK):  # (in the caller's transaction)
+        schema_lock(bind)
+        add_missing_columns(bind, WRITEBACK)
 
 
 def _encode(c: Command) -> str:

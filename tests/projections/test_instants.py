@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from hub.domain import events as ev
+from projections.db import Instant
 from projections.registry import build_projections
 from tests.projections.conftest import make_runner
 from tests.projections.factory import cpr, event
@@ -39,3 +40,16 @@ def test_event_times_are_stored_as_instants(store, engine):
         if isinstance(value, str):  # SQLite: the stored text, no offset
             value = datetime.fromisoformat(value).replace(tzinfo=UTC)
         assert value == expected, name
+
+
+def test_a_naive_time_is_utc_whatever_the_sessions_zone(engine):
+    md = sa.MetaData()
+    t = sa.Table("instant_probe", md, sa.Column("at", Instant()))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # a server set to Danish time
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'Europe/Copenhagen'")
+        conn.execute(t.insert(), [{"at": datetime(2025, 6, 3, 10, 0)}])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(t.c.at)).scalar_one() == datetime(2025, 6, 3, 10, 0,
+                                                                        tzinfo=UTC)

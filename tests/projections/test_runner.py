@@ -3,6 +3,7 @@ follow mode (polling and PostgreSQL LISTEN). Every test runs on SQLite and Postg
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -335,3 +336,36 @@ def test_runners_starting_at_once_make_the_tables_in_turn(store, store_url):
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_a_rebuild_and_a_starting_server_make_the_tables_in_turn(pg_url):
+    """`glasplade projections rebuild` on a new database while the API server starts (its
+    follower prepares, its target pages make the target-group tables): no catalog failure."""
+    from hub.sql import create_all
+    from projections.target_groups import TargetGroupsProjection
+    from tests.conftest import make_store
+
+    store = make_store(pg_url)
+    engines = [readmodel_engine(pg_url) for _ in range(3)]
+    names = ["target_groups", "management", "citizen_overview"]
+    try:
+        for attempt in range(4):
+            with engines[0].begin() as conn:  # a new database again
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            store.recorder.create_tables()
+            rebuild = ProjectionRunner(store, engines[0], build_projections(store.person_key))
+            follower = ProjectionRunner(store, engines[1], build_projections(store.person_key))
+            tg = TargetGroupsProjection(store.person_key)
+            errors = pg.at_once([functools.partial(rebuild.reset, names), follower.prepare,
+                                 functools.partial(create_all, engines[2], tg.metadata)])
+            assert errors == [], (attempt, errors)
+    finally:
+        for e in engines:
+            e.dispose()
+        store.close()
+
+
+@pytest.mark.parametrize("size", [0, -5])
+def test_a_batch_size_below_one_is_refused(store, engine, size):
+    with pytest.raises(ProjectionError, match="at least 1"):
+        ProjectionRunner(store, engine, [], batch_size=size)

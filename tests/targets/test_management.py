@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from hub.cli.main import app
 from hub.domain import events as ev
+from hub.ingest.validate import LOCAL_TZ
 from hub.targets.cadence import Cadence, compliance, due_dates, load_cadences
 from hub.targets.feed import catch_up
 from hub.targets.mi import REPORTS, Filter
@@ -149,3 +150,24 @@ def test_bad_cadence_file_is_reported(tmp_path):
     with pytest.raises(RuleFileError, match="unexpected keyword"):
         load_cadences(bad)
     assert set(load_cadences()) == {"anbringelse", "forebyggende"}
+
+
+def test_a_case_opened_on_new_years_day_counts_in_january(store, store_url):
+    """A fagsystem that gives only a date puts the event at local midnight (23:00 UTC the day
+    before): the figures count Danish days, on both backends."""
+    who = b.cpr(date(1985, 2, 2), 5)
+    store.append([b.person(who, date(1985, 2, 2)),
+                  b.event(ev.CaseOpened("BSF", "BSF-RAAD", "BSF-RAAD", "sag", "open", law="SEL",
+                                        paragraph="85"),
+                          person=who, case="fasit:F-1", source="fasit",
+                          at=datetime(2026, 1, 1, tzinfo=LOCAL_TZ))])
+    engine = readmodel_engine(store_url)
+    p = ManagementProjection(store.person_key)
+    catch_up(store, engine, p)
+    try:
+        with engine.connect() as conn:
+            t = REPORTS["cases-by-paragraph"](conn, p, Filter(date(2026, 1, 1),
+                                                              date(2026, 1, 31)))
+    finally:
+        engine.dispose()
+    assert t.rows == [("SEL", "85", "BSF-RAAD", 1, 1)]  # active at the end, opened in January

@@ -407,3 +407,25 @@ def test_a_record_made_before_the_claim_gets_its_columns(store_url):
         assert MARKING in fs.markings.get(S, set())
     finally:
         e.dispose()
+
+
+def test_a_planning_transaction_does_not_hold_up_processes_starting(pg_url):
+    """The nightly's planning transaction makes sure of the record's tables; while it plans, a
+    connector starting (its status table exists already) does not wait for it."""
+    import sqlalchemy as sa
+
+    from connectors.status import StatusStore, metadata
+    from hub.sql import create_all
+
+    engine = readmodel_engine(pg_url)
+    wb.create_tables(engine)
+    StatusStore(pg_url).engine.dispose()  # its tables made
+    other = sa.create_engine(engine.url, connect_args={"options": "-c lock_timeout=2000"})
+    try:
+        with engine.begin() as conn:  # record_plan, still planning
+            wb.create_tables(conn)
+            with other.begin() as starting:  # LockNotAvailable after 2 s when it waits
+                create_all(starting, metadata)
+    finally:
+        other.dispose()
+        engine.dispose()
