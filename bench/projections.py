@@ -59,7 +59,7 @@ def ensure_database(admin: str, name: str) -> tuple[str, bool]:
     return url, bool(done)
 
 
-def ingest(url: str, citizens: int, seed: int, batch: int) -> None:
+def ingest(url: str, citizens: int, seed: int, batch: int = 5000) -> None:
     """Generate the municipality and append its events (run in a child process)."""
     from hub.synthetic.generate import generate
     from hub.synthetic.to_events import municipality_events
@@ -140,7 +140,7 @@ def main() -> None:
     if not ready:
         print(f"ingesting the synthetic municipality into {url.rsplit('/', 1)[1]} (once)")
         child = multiprocessing.get_context("spawn").Process(
-            target=ingest, args=(url, args.citizens, args.seed, 5000))
+            target=ingest, args=(url, args.citizens, args.seed))
         child.start()
         child.join()
         if child.exitcode != 0:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-#: The transaction-level advisory lock under which tables are created (PostgreSQL).
-SCHEMA_LOCK = 0x676C6173_0002  # "glas", 2
+#: The advisory lock under which tables are made on PostgreSQL: held for its transaction here,
+#: and for the whole of the event store's ``create_tables`` (``hub/store/postgres.py``).
+SCHEMA_LOCK = 0x676C6173_0001  # "glas", 1
 
 
 def schema_lock(conn: sa.Connection) -> None:

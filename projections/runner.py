@@ -144,7 +144,7 @@ class ProjectionRunner:
         self.projections = list(projections)
         if batch_size is not None and batch_size < 1:
             raise ProjectionError(f"batch size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size or BATCH_SIZE.get(engine.dialect.name, 5_000)
+        self.batch_size = batch_size or BATCH_SIZE[engine.dialect.name]
         self.clock = clock
         self._pg = engine.dialect.name == "postgresql"
         self._positions_exist = False

@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.sql import SQL, Composable, Identifier, Literal
 from psycopg.types.string import BytesBinaryDumper
 
+from hub.sql import SCHEMA_LOCK
 from hub.store.contract import (
     PROBE_EDGE,
     AppendOutcome,
@@ -38,8 +39,6 @@ from hub.store.contract import (
 _COLUMNS = ("originator_id", "originator_version", "topic", "state", "source_system",
             "source_key", "person_key", "case_key", "occurred_at", "recorded_at")
 
-#: The session-level advisory lock under which ``create_tables`` runs (one per database).
-_SCHEMA_LOCK = 0x676C6173_0001  # "glas", 1
 #: Up to this many rows an append uses plain INSERTs (lower latency for single events).
 _SMALL_BATCH = 32
 _COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "bytea", "text", "text", "timestamptz",
@@ -147,12 +146,12 @@ class GlaspladePostgresRecorder(PostgresApplicationRecorder, EventRecorder):
         catalog's unique index of type names)."""
         try:
             with self.datastore.get_connection() as conn:
-                conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
                 try:
                     self.create_table()
                     self._migrate_person_index()
                 finally:  # (a lost connection releases it too)
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
         except (psycopg.Error, PersistenceError) as exc:
             raise StoreError(f"cannot create the event store tables: {exc}") from exc
 

@@ -10,7 +10,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +54,13 @@ class Table:
             w.writerows(self.rows)
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
-
-
 def _day(ts: datetime) -> date:
     """The Danish calendar day of an instant."""
-    return _aware(ts).astimezone(LOCAL_TZ).date()
+    return ts.astimezone(LOCAL_TZ).date()
 
 
 def _days(a: datetime, b: datetime) -> int:
-    return (_aware(b) - _aware(a)).days
+    return (b - a).days
 
 
 def _pathway_rows(conn: sa.Connection, p: ManagementProjection, f: Filter) -> list[Any]:
@@ -93,7 +89,7 @@ def pathways(conn: sa.Connection, p: ManagementProjection, f: Filter) -> Table:
         births[pid].append(born)
     out = []
     for r in rows:
-        end = _aware(r.closed_at) or f.end_ts
+        end = r.closed_at or f.end_ts
         meetings = []
         for months, mtype in f.youth_meetings:
             due = any(add_months(b, months) <= f.end for b in births[r.pathway_id]
@@ -115,9 +111,9 @@ def pathway_summary(conn: sa.Connection, p: ManagementProjection, f: Filter) -> 
         per[r.anchor_unit_id].append(r)
     out = []
     for unit, rows in sorted(per.items()):
-        closed = [r for r in rows if r.closed_at and _aware(r.closed_at) <= f.end_ts]
+        closed = [r for r in rows if r.closed_at and r.closed_at <= f.end_ts]
         durations = [_days(r.started_at, r.closed_at) for r in closed]
-        out.append((unit, len(rows), sum(1 for r in rows if _aware(r.started_at) >= f.start_ts),
+        out.append((unit, len(rows), sum(1 for r in rows if r.started_at >= f.start_ts),
                     len(closed), round(statistics.fmean(durations), 1) if durations else ""))
     return Table(("forankring", "forloeb_i_perioden", "startet", "lukket",
                   "gns_varighed_lukkede_dage"), out)
@@ -207,12 +203,12 @@ def followup_compliance(conn: sa.Connection, p: ManagementProjection, f: Filter)
     for i in range(0, len(keys), 500):
         for key, at in conn.execute(sa.select(fu.c.case_key, fu.c.occurred_at).where(
                 fu.c.case_key.in_(keys[i:i + 500]))):
-            held[key].append(_aware(at))
+            held[key].append(at)
     due: Counter[tuple[str, str]] = Counter()
     met: Counter[tuple[str, str]] = Counter()
     for x in cases:
-        until = min(f.end_ts, _aware(x.closed_at) or f.end_ts)
-        for when, ok in compliance(f.cadences[x.case_type], _aware(x.opened_at), until,
+        until = min(f.end_ts, x.closed_at or f.end_ts)
+        for when, ok in compliance(f.cadences[x.case_type], x.opened_at, until,
                                    held[x.case_key]):
             if when >= f.start_ts:
                 due[(x.unit_id, x.case_type)] += 1
