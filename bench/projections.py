@@ -160,7 +160,6 @@ def main() -> None:
         projections = [p for p in projections if p.name in wanted]
     runner = ProjectionRunner(store, engine, projections, batch_size=args.batch_size)
     n1, t1 = baseline(store)
-    runner.prepare()
     rss_before = maxrss_mb()
     t0 = time.perf_counter()
     runner.rebuild()
