@@ -58,7 +58,10 @@ def _basis(law: str | None, paragraph: str | None) -> str:
 
 def summarize(p: ev.Payload) -> str:
     """What the event changed, in words (Danish: the dashboard shows it as is)."""
-    match p:
+    match p:  # (cases are tried in order: the most frequent event first)
+        case ev.CaseActionRecorded():
+            kind = p.action_type + (f"/{p.subtype}" if p.subtype else "")
+            return f"Handling registreret ({kind})" + (f": {p.title}" if p.title else "")
         case ev.CaseOpened():
             return (f"Sag oprettet i {p.department}, {p.unit_name} ({p.case_type}), status "
                     f"'{p.status}', {_basis(p.law, p.paragraph)}")
@@ -72,9 +75,6 @@ def summarize(p: ev.Payload) -> str:
                     f"(enhed {p.unit_id})")
         case ev.CaseworkerUnassigned():
             return f"Sagsbehandler {p.caseworker_id} fjernet som {_ROLE.get(p.role, p.role)}"
-        case ev.CaseActionRecorded():
-            kind = p.action_type + (f"/{p.subtype}" if p.subtype else "")
-            return f"Handling registreret ({kind})" + (f": {p.title}" if p.title else "")
         case ev.CasePassivated():
             return "Sag passiveret" + (f": {p.reason}" if p.reason else "")
         case ev.CaseClosed():

@@ -13,6 +13,7 @@ from projections import citizen_tables as t
 from projections import overview_sql
 from projections import queries as q
 from tests.projections import scenario as sc
+from tests.projections.conftest import dump
 from tests.projections.factory import address, cpr, event
 
 TODAY = date(2025, 6, 1)
@@ -278,6 +279,52 @@ def test_a_chain_of_replaced_identifiers_leads_to_the_last_number(store, engine,
         o = q.citizen_overview(conn, store.person_key(a), today=TODAY)
     assert o is not None and o.person.person_key == store.person_key(c)
     assert sorted(x.case_key for x in o.cases) == ["dubu:A1", "dubu:A2", "dubu:A3", "dubu:B1"]
+
+
+def test_replacements_in_one_batch_find_rows_made_and_changed_between_them(store, engine,
+                                                                           runner):
+    """Several replacements in one batch, with rows made, moved to another person and
+    replaced again between them: every row ends under the person's last number, in one batch
+    as in batches of one event (the rows of a replaced person are found through an index the
+    batch keeps, not by a scan per replacement)."""
+    a, b, c, d, e, f, g = (cpr(n, date(2001, 2, 3)) for n in range(80, 87))
+
+    def opened(person, case, source="dubu"):
+        return event(ev.CaseOpened("BUF", "u", "U", "t", "open"), person=person, case=case,
+                     source=source)
+
+    def replaced(old, new):
+        return event(ev.PersonIdentifierReplaced(old, new), person=new, source="cpr")
+
+    store.append([
+        opened(a, "dubu:A1"),
+        replaced(a, b),  # the batch's first replacement: the index is made here
+        opened(c, "dubu:C1"),  # a row made after it
+        opened(d, "dubu:K"),
+        opened(e, "dubu:K"),  # the same case, now naming another person (changed in place)
+        event(ev.GrantAwarded("g1", "ydelse", "SEL", "41", "t", "u", "U", date(2025, 1, 1)),
+              person=c, case="dubu:C1", source="dubu"),
+        event(ev.PersonRelationChanged("child", c, "added"), person=g, source="cpr"),
+        replaced(c, d),  # C's case, grant and relation move to D
+        replaced(e, f),  # the case K follows E (not D, whom it named before)
+        replaced(b, g),  # A -> B -> G in one batch
+        opened(a, "dubu:A2"),  # the oldest number, after the chain
+    ])
+    runner.batch_size = 1
+    runner.run()
+    one_by_one = dump(engine, runner.projections)
+    runner.batch_size = 1000
+    runner.rebuild()
+    assert dump(engine, runner.projections) == one_by_one
+    key = store.person_key
+    with engine.connect() as conn:
+        cases = {r.case_key: r.person_key for r in conn.execute(sa.select(t.cases))}
+        grants = [r.person_key for r in conn.execute(sa.select(t.grants))]
+        relations = [(r.person_key, r.related_key) for r in conn.execute(sa.select(t.relations))]
+    assert cases == {"dubu:A1": key(g), "dubu:A2": key(g), "dubu:C1": key(d),
+                     "dubu:K": key(f)}
+    assert grants == [key(d)]
+    assert relations == [(key(g), key(d))]
 
 
 def test_the_cpr_registers_name_wins_over_a_fagsystems_spelling(store, engine, runner):

@@ -369,3 +369,35 @@ def test_a_rebuild_and_a_starting_server_make_the_tables_in_turn(pg_url):
 def test_a_batch_size_below_one_is_refused(store, engine, size):
     with pytest.raises(ProjectionError, match="at least 1"):
         ProjectionRunner(store, engine, [], batch_size=size)
+
+
+def test_a_rebuild_leaves_planner_statistics_of_the_runners_target(pg_url):
+    """After a rebuild on PostgreSQL every table of the projection has been analyzed (the
+    planner knows the bulk-loaded tables' sizes), with the runner's statistics target (a
+    column of unique keys gets ANALYZE_TARGET + 1 histogram bounds, not one per value)."""
+    from projections.runner import ANALYZE_TARGET
+    from tests.conftest import make_store
+
+    store = make_store(pg_url)
+    engine = readmodel_engine(pg_url)
+    try:
+        store.append(list(municipality_events(generate(80, seed=3))))
+        projection = CitizenOverviewProjection(store.person_key)
+        ProjectionRunner(store, engine, [projection]).rebuild()
+        with engine.connect() as conn:
+            persons = conn.execute(sa.text(
+                "SELECT count(*) FROM citizen_overview_persons")).scalar()
+            bounds = conn.execute(sa.text(
+                "SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats"
+                " WHERE tablename = 'citizen_overview_persons'"
+                " AND attname = 'person_key'")).scalar()
+            unanalyzed = conn.execute(sa.text(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NULL"
+                " AND relname = ANY(:names)"), {"names": list(projection.metadata.tables)}
+            ).scalars().all()
+    finally:
+        engine.dispose()
+        store.close()
+    assert persons > ANALYZE_TARGET + 1
+    assert bounds == ANALYZE_TARGET + 1
+    assert unanalyzed == []
