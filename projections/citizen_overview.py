@@ -78,7 +78,7 @@ class _PersonRows(RowCache):
     handler changes a row and puts it (in either order) while it handles one event, so by
     the next event every change is in place. A load drops the index (the next ask scans
     again). An entry may be stale (the row names another person now): ``naming`` checks
-    each row it returns."""
+    each row it returns, in the order of their keys."""
 
     def __init__(self, table: sa.Table, columns: tuple[str, ...] = ("person_key",)):
         super().__init__(table)
@@ -100,7 +100,9 @@ class _PersonRows(RowCache):
                     if (person := row[column]) is not None:
                         by_person.setdefault(person, set()).add(key)
         self._since = []
-        return [row for key in by_person.get(person_key, ())
+        # in key order: not the set's (string hashes vary by process), and the same in a batch
+        # as in batches of one event (two relations may become one: the last one put wins)
+        return [row for key in sorted(by_person.get(person_key, ()))
                 if (row := rows.get(key)) is not None
                 and any(row[c] == person_key for c in self._columns)]
 

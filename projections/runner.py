@@ -132,13 +132,13 @@ def _no_commit_wait(conn: sa.Connection) -> None:
 #: one writer lock and a batch holds it for its transaction.
 BATCH_SIZE = {"postgresql": 20_000, "sqlite": 5_000}
 
-#: The statistics target of the ANALYZE after a rebuild (PostgreSQL's default is 100: a sample
-#: of 30,000 rows per table). What the planner lacks after a bulk load is the tables' sizes,
-#: which ANALYZE counts whatever the target, and the spread of a few values per column; 30
-#: (9,000 rows, 30 most common values per column) gives both. The four projections that catch
-#: up last end together, so their 30 tables' ANALYZE is the rebuild's tail: at a million
-#: events 0.99 s of statements at 100 against 0.21 s at 25 (the six largest tables). The next
-#: automatic ANALYZE of a table uses the server's own target.
+#: The statistics target of the runner's ANALYZE (``rebuild``, ``analyze``; PostgreSQL's
+#: default is 100: a sample of 30,000 rows per table). What the planner lacks after a bulk load
+#: is the tables' sizes, which ANALYZE counts whatever the target, and the spread of a few
+#: values per column; 30 (9,000 rows, 30 most common values per column) gives both. The four
+#: projections that catch up last end together, so their 30 tables' ANALYZE is the rebuild's
+#: tail: at a million events 0.99 s of statements at 100 against 0.21 s at 25 (the six largest
+#: tables). The next automatic ANALYZE of a table uses the server's own target.
 ANALYZE_TARGET = 30
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -325,6 +325,40 @@ def test_replacements_in_one_batch_find_rows_made_and_changed_between_them(store
                      "dubu:K": key(f)}
     assert grants == [key(d)]
     assert relations == [(key(g), key(d))]
+
+
+@pytest.mark.parametrize("old_sorts_first", [True, False])
+@pytest.mark.parametrize("index_made_before", [False, True])
+def test_two_relations_that_become_one_on_a_replacement_end_alike_in_any_batch(
+        store, engine, runner, old_sorts_first, index_made_before):
+    """(old, spouse, new) and (new, spouse, old) both become (new, spouse, new) when old is
+    replaced by new: which one's details survive is the same in one batch as in batches of one
+    event, whichever key sorts first, and whether or not an earlier replacement in the batch
+    made the batch's index before the relations were put (and whatever the process's string
+    hash seed)."""
+    x, y = cpr(90, date(1980, 1, 1)), cpr(91, date(1981, 1, 1))
+    old, new = sorted((x, y), key=store.person_key, reverse=not old_sorts_first)
+    unrelated = event(ev.PersonIdentifierReplaced(cpr(92), cpr(93)), person=cpr(93),
+                      source="cpr", at=datetime(2019, 1, 1, tzinfo=UTC))
+    earlier = [unrelated] if index_made_before else []
+    store.append([
+        *earlier,
+        event(ev.PersonRelationChanged("spouse", new, "added"), person=old, source="cpr",
+              at=datetime(2020, 1, 1, tzinfo=UTC)),
+        event(ev.PersonRelationChanged("spouse", old, "added"), person=new, source="cpr",
+              at=datetime(2021, 1, 1, tzinfo=UTC)),
+        event(ev.PersonIdentifierReplaced(old, new), person=new, source="cpr",
+              at=datetime(2022, 1, 1, tzinfo=UTC)),
+    ])
+    runner.batch_size = 1
+    runner.run()
+    one_by_one = dump(engine, runner.projections)
+    runner.batch_size = 1000
+    runner.rebuild()
+    assert dump(engine, runner.projections) == one_by_one
+    with engine.connect() as conn:
+        rows = [(r.person_key, r.related_key) for r in conn.execute(sa.select(t.relations))]
+    assert rows == [(store.person_key(new), store.person_key(new))]
 
 
 def test_the_cpr_registers_name_wins_over_a_fagsystems_spelling(store, engine, runner):
