@@ -11,8 +11,6 @@ whatever the store says, and a rebuild gives the same state.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -39,8 +37,6 @@ _OVERLAP = frozenset({"OverlapDetected", "OverlapResolved"})
 
 KeyOf = Callable[[str], str]
 _TS = Instant()
-#: What the identity digests' key is derived from (see ``TargetGroupsProjection._digest``).
-IDENTITY_KEY_LABEL = "glasplade:target_groups:identity-digest-key"
 Row = dict[str, Any]
 
 
@@ -92,20 +88,12 @@ def define_fact_tables(md: sa.MetaData, prefix: str = "tg") -> dict[str, sa.Tabl
 
 class TargetGroupsProjection(Projection):
     name = "target_groups"
-    version = 6  # 4: indexes on tg_persons.birth_date and tg_relations.related_key; 5: times
-    # kept as instants on SQLite (were written as the events' local wall time); 6: identity
-    # digests under a key of their own
+    version = 5  # 4: indexes on tg_persons.birth_date and tg_relations.related_key; 5: times
+    # kept as instants on SQLite (were written as the events' local wall time)
 
     def __init__(self, person_key_of: KeyOf):
         """``person_key_of`` turns a CPR/substitute number into its pseudonym (the store's)."""
         self.key_of = person_key_of  # the store's pseudonymizer caches its keys
-        # Names and addresses are digested with a key of their own, derived from the pseudonym
-        # key (an HMAC of a fixed label under it, as HKDF's expand step does), not through
-        # ``person_key_of``: its cache is for person identifiers, which recur in many events,
-        # whereas a person's name digests are made once (at a million events 310,479 of them,
-        # about 57 MB, sat in that cache for nothing).
-        self._identity_mac = hmac.new(person_key_of(IDENTITY_KEY_LABEL).encode(),
-                                      digestmod=hashlib.sha256)
         self._handlers = self.event_handlers()
         super().__init__()
 
@@ -212,19 +200,12 @@ class TargetGroupsProjection(Projection):
         return self.key_of(e.person) if e.person else None
 
     def _digest(self, *parts: object) -> str:
-        """A keyed digest of identifying text: comparable, not readable."""
-        mac = self._identity_mac.copy()
-        mac.update("|".join([str(p).strip().lower() for p in parts]).encode())
-        return mac.hexdigest()[:32]
+        """A keyed digest (the pseudonym key) of identifying text: comparable, not readable."""
+        return self.key_of("identity|" + "|".join([str(p).strip().lower() for p in parts]))
 
-    def _household(self, b: _Batch, a: ev.Address | None) -> str | None:
+    def _household(self, a: ev.Address | None) -> str | None:
         key = _address_key(a)
-        if not key:
-            return None
-        digest = b.households.get(key)  # (a household's members are often in one batch)
-        if digest is None:
-            digest = b.households[key] = self._digest("household", key)
-        return digest
+        return self._digest("household", key) if key else None
 
     @staticmethod
     def _update(cache: RowCache, key: str | None, **values: Any) -> None:
@@ -244,7 +225,7 @@ class TargetGroupsProjection(Projection):
         key = self._subject(e)
         if key is None:
             return
-        household = self._household(b, p.address)
+        household = self._household(p.address)
         b.persons.put({"person_key": key, "birth_date": p.birth_date,
                        "household_key": household})
         b.identity.put({
@@ -267,7 +248,7 @@ class TargetGroupsProjection(Projection):
         key = self._subject(e)
         if key is None:
             return
-        household = self._household(b, p.address)
+        household = self._household(p.address)
         person = b.persons.get(key)
         if person is not None:
             person["household_key"] = household
@@ -410,8 +391,6 @@ class _Batch:
         self.all: tuple[RowCache | KeyedRows, ...] = (
             self.persons, self.cases, self.grants, self.consents, self.meetings, self.overlaps,
             self.identity, self.relations, self.links, self.pathways)
-        self.households: dict[str, str] = {}
-        """Address key -> household digest, for this batch."""
 
     def flush(self) -> None:
         for cache in self.all:

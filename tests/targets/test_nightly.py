@@ -190,36 +190,3 @@ def test_age_milestone_without_departments_has_no_case_evidence():
     assert m.evidence == ("milestone:m16",)
     held = r.Facts(f.persons, f.cases, meetings=(r.MeetingFact("p", "m16", date(2026, 1, 1)),))
     assert r.evaluate(rule, held, date(2026, 11, 29)) == set()
-
-
-def test_identity_digests_are_keyed_comparable_and_not_pseudonyms(store, store_url):
-    """Names and addresses are digested under a key derived from the pseudonym key: the same
-    text (whatever its case and spacing) gives the same digest, another pseudonym key another
-    digest, and identifying text never goes through the pseudonym function (whose cache is
-    for person identifiers)."""
-    from hub.personal_data import Pseudonymizer
-    from projections.target_groups import IDENTITY_KEY_LABEL
-
-    asked: list[str] = []
-
-    def key_of(identifier: str) -> str:
-        asked.append(identifier)
-        return store.person_key(identifier)
-
-    projection = TargetGroupsProjection(key_of)
-    other = TargetGroupsProjection(Pseudonymizer(bytes(range(50, 82))).person_key)
-    digest = projection._digest("Anna", "Hansen", date(1990, 3, 4))
-    assert digest == projection._digest(" anna", "HANSEN ", "1990-03-04")
-    assert digest != projection._digest("Anna", "Hansen", date(1990, 3, 5))
-    assert digest != other._digest("Anna", "Hansen", date(1990, 3, 4))
-    engine = readmodel_engine(store_url)
-    try:
-        with engine.begin() as conn:
-            projection.metadata.create_all(conn)
-            projection.handle([b.person(MOTHER, date(1990, 3, 4), b.address(), last="Holm"),
-                               b.person(LONER, date(1980, 1, 1), b.address("Andenvej"))], conn)
-            digests = conn.execute(sa.select(projection.identity.c.name_digest)).scalars().all()
-    finally:
-        engine.dispose()
-    assert len(set(digests)) == 2
-    assert set(asked) <= {IDENTITY_KEY_LABEL, MOTHER, LONER}
