@@ -35,15 +35,19 @@ class Pseudonymizer:
         self._blake = hashlib.blake2b(key=self._blake_key, digest_size=16)
         self._cache: dict[str, str] = {}
 
-    def person_key(self, identifier: str) -> str:
+    def person_key(self, identifier: str, *, remember: bool = True) -> str:
+        """The keyed pseudonym of ``identifier`` (a CPR or substitute number, or other
+        identifying text). Kept in a cache for the identifiers that recur in many events;
+        ``remember=False`` for one-off text (a name's digest), which would only crowd it."""
         key = self._cache.get(identifier)
         if key is None:
             h = self._hmac.copy()
             h.update(identifier.encode())
             key = h.hexdigest()[:32]
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[identifier] = key
+            if remember:
+                if len(self._cache) >= _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[identifier] = key
         return key
 
     def source_key(self, source_system: str, record_id: str, version: str) -> bytes:

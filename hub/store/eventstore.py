@@ -74,8 +74,8 @@ class EventStore:
 
     # --- writing --------------------------------------------------------------------------
 
-    def person_key(self, identifier: str) -> str:
-        return self.pseudonymizer.person_key(identifier)
+    def person_key(self, identifier: str, *, remember: bool = True) -> str:
+        return self.pseudonymizer.person_key(identifier, remember=remember)
 
     def to_rows(self, events: Sequence[ev.CanonicalEvent]) -> list[EventRow]:
         """Every event's sealed row (for tools that write rows themselves: benchmarks)."""

@@ -190,3 +190,27 @@ def test_age_milestone_without_departments_has_no_case_evidence():
     assert m.evidence == ("milestone:m16",)
     held = r.Facts(f.persons, f.cases, meetings=(r.MeetingFact("p", "m16", date(2026, 1, 1)),))
     assert r.evaluate(rule, held, date(2026, 11, 29)) == set()
+
+
+def test_identity_digests_keep_their_values_and_only_households_stay_in_the_cache(hub_parts):
+    """Name and identity digests are made once per registration, so they are not kept in the
+    pseudonym cache (it is for what recurs: person identifiers, households); their values are
+    those of the pseudonym function all the same (a household's digest is a match subject, a
+    duplicate identity's is in an overlap id: a changed value would end and restart them)."""
+    store, engine, projection = hub_parts
+    born = date(1990, 3, 4)
+    with engine.begin() as conn:
+        projection.metadata.create_all(conn)
+        projection.handle([b.person(MOTHER, born, b.address(address_id="adr-9"), last="Holm")],
+                          conn)
+        row = conn.execute(sa.select(projection.identity)).one()
+        household = conn.execute(sa.select(projection.facts["persons"].c.household_key)
+                                 ).scalar_one()
+    texts = {"name": "identity|test|holm", "identity": f"identity|test|holm|{born}",
+             "household": "identity|household|adr-9"}
+    cached = set(store.pseudonymizer._cache)  # (what the cache holds: no public view)
+    assert texts["household"] in cached
+    assert not cached & {texts["name"], texts["identity"]}
+    assert (row.name_digest, row.identity_digest, row.address_digest, household) == (
+        store.person_key(texts["name"]), store.person_key(texts["identity"]),
+        store.person_key(texts["household"]), store.person_key(texts["household"]))
