@@ -46,7 +46,13 @@ def missing_columns(conn: sa.Connection, table: sa.Table) -> list[sa.Column]:
 
 def add_missing_columns(conn: sa.Connection, table: sa.Table) -> None:
     """Bring a table made by an earlier version up to date, on ``conn`` in its transaction:
-    columns are only ever added, and nullable (the one kind of change made this way)."""
+    columns are only ever added, and nullable (the one kind of change made this way). Only
+    when a column is missing is the schema lock taken (and the columns looked at again, as
+    another process may have added them meanwhile): an up-to-date table, the usual case, is
+    never held up by another transaction that holds the lock."""
+    if not missing_columns(conn, table):
+        return
+    schema_lock(conn)
     for column in missing_columns(conn, table):
         conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}"'
                              f" {column.type.compile(conn.dialect)}")

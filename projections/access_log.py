@@ -4,13 +4,13 @@ access level, when), listed per person and per user for the auditor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from hub.domain import events as ev
-from projections.base import Projection
+from projections.base import KeyOf, Projection
 from projections.db import Instant
 from projections.rows import RowCache, insert_many, put_alias
 
@@ -64,7 +64,7 @@ class AccessLog(Projection):
     version = 2  # 2: an entry per person a view showed (``PersonRecordAccessed.others``)
     topics = ("PersonRecordAccessed", "PersonIdentifierReplaced")
 
-    def __init__(self, person_key_of: Callable[[str], str]):
+    def __init__(self, person_key_of: KeyOf):
         self.person_key_of = person_key_of
         super().__init__()
 
@@ -110,5 +110,5 @@ class AccessLog(Projection):
         alias.flush(conn)
 
 
-def create(person_key_of: Callable[[str], str]) -> AccessLog:
+def create(person_key_of: KeyOf) -> AccessLog:
     return AccessLog(person_key_of)

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from hub.domain.events import CanonicalEvent
+
+
+class KeyOf(Protocol):
+    """The store's pseudonym function (``EventStore.person_key``), which projections are built
+    with: a CPR or substitute number (or other identifying text) to its keyed pseudonym;
+    ``remember=False`` for text that is digested once (not kept in its cache)."""
+
+    def __call__(self, identifier: str, /, *, remember: bool = True) -> str: ...
 
 
 class Projection(ABC):

@@ -8,7 +8,7 @@ pure function of (rows, event), and writes the changed rows back in bulk. Tables
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from hub.domain import events as ev
 from projections import citizen_tables as t
-from projections.base import Projection
+from projections.base import KeyOf, Projection
 from projections.rows import RowCache, put_alias
 
 PERSON = ("PersonRegistered", "PersonNameChanged", "PersonAddressChanged",
@@ -189,7 +189,7 @@ class CitizenOverviewProjection(Projection):
     version = 3  # 2: name_source (the CPR register's name wins); 3: only CPR lifts protection
     topics = PERSON + CASE + OTHER
 
-    def __init__(self, person_key_of: Callable[[str], str]):
+    def __init__(self, person_key_of: KeyOf):
         self.person_key_of = person_key_of  # the store's pseudonymizer keeps its keys
         self._handlers = self.event_handlers()
         super().__init__()
@@ -556,5 +556,5 @@ class CitizenOverviewProjection(Projection):
         rows.put_alias(old, new)
 
 
-def create(person_key_of: Callable[[str], str]) -> CitizenOverviewProjection:
+def create(person_key_of: KeyOf) -> CitizenOverviewProjection:
     return CitizenOverviewProjection(person_key_of)

@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.domain import events as ev
-from projections.base import Projection
+from projections.base import KeyOf, Projection
 from projections.db import Instant
 from projections.rows import KeyedRows, RowCache
-from projections.target_groups import INACTIVE_STATUSES, KeyOf
+from projections.target_groups import INACTIVE_STATUSES
 
 _TS = Instant()
 FOLLOW_UP_ACTION = "follow_up"

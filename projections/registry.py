@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from projections.base import Projection
+from projections.base import KeyOf, Projection
 from projections.db import readmodel_engine
 from projections.runner import ProjectionRunner
 
@@ -29,7 +29,7 @@ PROJECTION_MODULES: tuple[str, ...] = (
 )
 
 
-def build_projections(person_key_of: Callable[[str], str],
+def build_projections(person_key_of: KeyOf,
                       modules: Sequence[str] | None = None) -> list[Projection]:
     out: list[Projection] = []
     for name in modules if modules is not None else PROJECTION_MODULES:

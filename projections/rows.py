@@ -413,12 +413,6 @@ class RowCache:
         if self._rows.get(key) is not None:
             self._dirty.add(key)
 
-    def clear(self) -> None:
-        self._rows.clear()
-        self._dirty.clear()
-        self._deleted.clear()
-        self._absent.clear()
-
 
 def put_alias(aliases: RowCache, old_key: str, new_key: str) -> list[str]:
     """In an alias table (``old_key`` -> ``new_key``, read whole with ``load_all``), file

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
 from hub.domain import events as ev
-from projections.base import Projection
+from projections.base import KeyOf, Projection
 from projections.db import Instant
 from projections.rows import KeyedRows, RowCache
 
@@ -34,12 +34,6 @@ MEETING_ACTION = "meeting"
 _PERSON = frozenset(n for n in ev.PAYLOAD_TYPES if n.startswith("Person")) - {
     "PersonIdentifierReplaced"}
 _OVERLAP = frozenset({"OverlapDetected", "OverlapResolved"})
-
-class KeyOf(Protocol):
-    """The store's pseudonym function (``EventStore.person_key``)."""
-
-    def __call__(self, identifier: str, /, *, remember: bool = True) -> str: ...
-
 
 _TS = Instant()
 Row = dict[str, Any]

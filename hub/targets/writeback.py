@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from hub.domain import events as ev
 from hub.domain import rules as r
 from hub.logging import get_logger
-from hub.sql import add_missing_columns, create_all, missing_columns, schema_lock
+from hub.sql import add_missing_columns, create_all
 from projections.rows import among, insert_many, key_chunks, upsert
 
 log = get_logger("glasplade.writeback")
@@ -367,9 +367,7 @@ def create_tables(bind: sa.Engine | sa.Connection) -> None:
             create_tables(conn)
         return
     create_all(bind, _md)
-    if missing_columns(bind, WRITEBACK):  # (in the caller's transaction)
-        schema_lock(bind)
-        add_missing_columns(bind, WRITEBACK)
+    add_missing_columns(bind, WRITEBACK)  # (in the caller's transaction)
 
 
 def _encode(c: Command) -> str:

@@ -41,6 +41,18 @@ def runner(store, engine):
     return make_runner(store, engine)
 
 
+def one_by_one_and_in_one_batch(runner: ProjectionRunner, engine: sa.Engine
+                                ) -> tuple[dict[str, list[tuple]], dict[str, list[tuple]]]:
+    """The runner's tables after the store's events applied in batches of one event, and after
+    a rebuild in one batch (``dump`` of each)."""
+    runner.batch_size = 1
+    runner.run()
+    one_by_one = dump(engine, runner.projections)
+    runner.batch_size = 1000
+    runner.rebuild()
+    return one_by_one, dump(engine, runner.projections)
+
+
 def dump(engine: sa.Engine, projections) -> dict[str, list[tuple]]:
     """Every row of every table of the projections, sorted (for equality checks)."""
     out = {}

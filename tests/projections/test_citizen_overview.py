@@ -13,7 +13,7 @@ from projections import citizen_tables as t
 from projections import overview_sql
 from projections import queries as q
 from tests.projections import scenario as sc
-from tests.projections.conftest import dump
+from tests.projections.conftest import one_by_one_and_in_one_batch
 from tests.projections.factory import address, cpr, event
 
 TODAY = date(2025, 6, 1)
@@ -310,12 +310,8 @@ def test_replacements_in_one_batch_find_rows_made_and_changed_between_them(store
         replaced(b, g),  # A -> B -> G in one batch
         opened(a, "dubu:A2"),  # the oldest number, after the chain
     ])
-    runner.batch_size = 1
-    runner.run()
-    one_by_one = dump(engine, runner.projections)
-    runner.batch_size = 1000
-    runner.rebuild()
-    assert dump(engine, runner.projections) == one_by_one
+    one_by_one, one_batch = one_by_one_and_in_one_batch(runner, engine)
+    assert one_batch == one_by_one
     key = store.person_key
     with engine.connect() as conn:
         cases = {r.case_key: r.person_key for r in conn.execute(sa.select(t.cases))}
@@ -350,12 +346,8 @@ def test_two_relations_that_become_one_on_a_replacement_end_alike_in_any_batch(
         event(ev.PersonIdentifierReplaced(old, new), person=new, source="cpr",
               at=datetime(2022, 1, 1, tzinfo=UTC)),
     ])
-    runner.batch_size = 1
-    runner.run()
-    one_by_one = dump(engine, runner.projections)
-    runner.batch_size = 1000
-    runner.rebuild()
-    assert dump(engine, runner.projections) == one_by_one
+    one_by_one, one_batch = one_by_one_and_in_one_batch(runner, engine)
+    assert one_batch == one_by_one
     with engine.connect() as conn:
         rows = [(r.person_key, r.related_key) for r in conn.execute(sa.select(t.relations))]
     assert rows == [(store.person_key(new), store.person_key(new))]
