@@ -9,8 +9,9 @@ child process so this process's peak memory is the rebuild's). Then, in the same
 
 1. baseline: a plain sequential read of every event (``store.iter_events``: decrypted and
    decoded), best of two passes;
-2. rebuild of every registered projection from zero (``ProjectionRunner.rebuild``);
-   events/s, ratio to the baseline (target >= 0.5), peak RSS;
+2. rebuild of every registered projection from zero (``ProjectionRunner.rebuild``; its rows
+   fetched by a child process, ``hub.store.prefetch``, unless ``--no-prefetch``);
+   events/s, ratio to the baseline (target >= 0.5), peak RSS of this process and the child;
 3. ``queries.citizen_overview`` for random persons (one connection): p50/p99 (target p99 <= 5 ms).
 """
 
@@ -130,6 +131,9 @@ def main() -> None:
                     help="events per batch of the rebuild (default: the runner's, 20,000 on "
                     "PostgreSQL)")
     ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="read every row in this process (no row prefetch process: "
+                    "hub.store.prefetch), for comparison")
     ap.add_argument("--projections", default="",
                     help="comma-separated projection names to rebuild (default: all registered)")
     args = ap.parse_args()
@@ -158,13 +162,16 @@ def main() -> None:
     if args.projections:
         wanted = args.projections.split(",")
         projections = [p for p in projections if p.name in wanted]
-    runner = ProjectionRunner(store, engine, projections, batch_size=args.batch_size)
+    runner = ProjectionRunner(store, engine, projections, batch_size=args.batch_size,
+                              prefetch=not args.no_prefetch)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     n1, t1 = baseline(store)
     rss_before = maxrss_mb()
     t0 = time.perf_counter()
     runner.rebuild()
     rebuild_s = time.perf_counter() - t0
     rss_rebuild = maxrss_mb()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     n2, t2 = baseline(store)
     read_s = min(t1, t2)
     read_eps, rebuild_eps = n1 / read_s, head / rebuild_s
@@ -178,6 +185,8 @@ def main() -> None:
     print(f"ratio rebuild / read:       {rebuild_eps / read_eps:.2f}  (target >= 0.5)")
     print(f"peak RSS:                   {rss_start:.0f} MB at start, {rss_before:.0f} MB after "
           f"the read, {rss_rebuild:.0f} MB after the rebuild")
+    if children > children_before:  # (else the ingest child's, or none)
+        print(f"peak RSS, prefetch process: {children:.0f} MB")
     print(f"overview query, {persons:,} persons, {len(times)} queries: "
           f"p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms, "
           f"max {max(times):.2f} ms, mean {statistics.fmean(times):.2f} ms  (target p99 <= 5 ms)")

@@ -45,6 +45,7 @@ def open_recorder(url: str, *, create: bool = True) -> EventRecorder:
         raise ConfigError(f"store_url must start with sqlite:/// or postgresql://, got {url!r}")
     if create:
         recorder.create_tables()
+    recorder.url = url
     return recorder
 
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 _CACHE_LIMIT = 1_000_000  # pseudonyms kept in memory (a municipality's persons fit)
+_SHA256_BLOCK = 64  # bytes: an HMAC key is padded (or first hashed) to this
 
 
 class DecryptionError(RuntimeError):
@@ -30,7 +30,14 @@ class Pseudonymizer:
     def __init__(self, key: bytes):
         if len(key) < 32:
             raise ValueError("the pseudonym key must be at least 32 bytes")
-        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        # HMAC-SHA256 (RFC 2104) as its two keyed SHA-256 states, copied per identifier: the
+        # same digest as ``hmac.new(key, identifier, sha256)`` (a test compares them) in C calls
+        # only, 0.70 us against 1.19 us through the ``hmac`` module's Python methods (a rebuild
+        # digests about 830,000 identifiers at a million events).
+        block = (hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key).ljust(
+            _SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._blake_key = hashlib.sha256(b"glasplade-source-key" + key).digest()
         self._blake = hashlib.blake2b(key=self._blake_key, digest_size=16)
         self._cache: dict[str, str] = {}
@@ -41,9 +48,11 @@ class Pseudonymizer:
         ``remember=False`` for one-off text (a name's digest), which would only crowd it."""
         key = self._cache.get(identifier)
         if key is None:
-            h = self._hmac.copy()
-            h.update(identifier.encode())
-            key = h.hexdigest()[:32]
+            inner = self._inner.copy()
+            inner.update(identifier.encode())
+            outer = self._outer.copy()
+            outer.update(inner.digest())
+            key = outer.hexdigest()[:32]
             if remember:
                 if len(self._cache) >= _CACHE_LIMIT:
                     self._cache.clear()

@@ -439,7 +439,9 @@ class KeyedRows:
         self.pk = tuple(c.name for c in table.primary_key.columns)
         self._key = row_values(self.pk)
         self._rows: dict[tuple, dict[str, Any] | None] = {}
-        self._by_first: dict[Any, set[tuple]] = {}
+        self._by_first: dict[Any, set[tuple]] | None = None
+        """First key value -> keys in memory, made when first asked (``with_first``): most
+        tables are only written, and a set per row would be work for nothing."""
         self._loaded: set[Any] = set()
         self._dirty: set[tuple] = set()
         self._seen = _seen_for(table)
@@ -457,7 +459,8 @@ class KeyedRows:
             key = self._key(row)
             if key not in self._rows:
                 self._rows[key] = row
-                self._by_first.setdefault(key[0], set()).add(key)
+                if self._by_first is not None:
+                    self._by_first.setdefault(key[0], set()).add(key)
         self._loaded.update(wanted)
 
     def get(self, conn: sa.Connection, key: tuple) -> dict[str, Any] | None:
@@ -467,6 +470,10 @@ class KeyedRows:
     def with_first(self, conn: sa.Connection, first: Any) -> list[dict[str, Any]]:
         """The rows whose first key column is ``first``."""
         self.load(conn, [first])
+        if self._by_first is None:
+            self._by_first = {}
+            for k in self._rows:
+                self._by_first.setdefault(k[0], set()).add(k)
         return [r for k in self._by_first.get(first, ()) if (r := self._rows[k]) is not None]
 
     def set_group(self, conn: sa.Connection, first: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -481,7 +488,8 @@ class KeyedRows:
     def put(self, row: dict[str, Any]) -> None:
         key = self._key(row)
         self._rows[key] = row
-        self._by_first.setdefault(key[0], set()).add(key)
+        if self._by_first is not None:
+            self._by_first.setdefault(key[0], set()).add(key)
         self._dirty.add(key)
 
     def delete(self, key: tuple) -> None:
@@ -490,12 +498,18 @@ class KeyedRows:
 
     def flush(self, conn: sa.Connection) -> None:
         """Write the changes; the rows stay in memory."""
-        gone = [k for k in self._dirty if self._rows[k] is None]
+        rows = self._rows
+        gone: list[tuple] = []
+        kept: list[dict[str, Any]] = []
+        for k in self._dirty:
+            if (r := rows[k]) is None:
+                gone.append(k)
+            else:
+                kept.append(r)
         if gone:
             t = self.table
             conn.execute(t.delete().where(*(t.c[c] == sa.bindparam(f"k_{c}") for c in self.pk)),
                          [{f"k_{c}": v for c, v in zip(self.pk, k, strict=True)} for k in gone])
-        kept = [r for k in self._dirty if (r := self._rows[k]) is not None]
         if self._seen is None:
             upsert(conn, self.table, kept, unique=True)
         else:  # a first key value never written has no rows yet (loaded or not): insert
@@ -503,7 +517,11 @@ class KeyedRows:
             firsts = list({r[first] for r in kept})
             _, fresh = _split(firsts, self._seen)
             new = set(fresh)
-            insert_many(conn, self.table, [r for r in kept if r[first] in new])
-            upsert(conn, self.table, [r for r in kept if r[first] not in new], unique=True)
+            inserts: list[dict[str, Any]] = []
+            upserts: list[dict[str, Any]] = []
+            for r in kept:
+                (inserts if r[first] in new else upserts).append(r)
+            insert_many(conn, self.table, inserts)
+            upsert(conn, self.table, upserts, unique=True)
             self._seen.add_all(firsts)
         self._dirty.clear()

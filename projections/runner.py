@@ -19,13 +19,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import compress
 
 import sqlalchemy as sa
 
 from hub.domain.events import CanonicalEvent
 from hub.logging import get_logger
 from hub.sql import create_all, schema_lock
+from hub.store.contract import StoreError
 from hub.store.eventstore import EventStore, gc_paused
+from hub.store.prefetch import Fields, RowPrefetcher, fields
 from projections.base import Projection
 from projections.db import WRITE
 from projections.rows import SeenKeys, fresh_tables
@@ -54,6 +57,8 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True, slots=True)
 class _Batch:
     events: list[CanonicalEvent]
+    types: list[str]
+    """Each event's type (its row's topic: no property call per event)."""
     last: int
     """Position of the last row read (whatever its type)."""
     full: bool
@@ -69,7 +74,9 @@ class _Work:
     end: int
     events: list[CanonicalEvent]
     types: list[str]
-    """Each event's type (a property: computed once per event, not per projection)."""
+    """Each event's type (read once, not per projection)."""
+    present: frozenset[str]
+    """The types in the batch: a projection with none of them only moves its position."""
 
 
 _AHEAD = 2
@@ -89,6 +96,60 @@ def _take(q: queue.Queue[_Work | None], closed: threading.Event) -> _Work | None
                     return q.get_nowait()
                 except queue.Empty:
                     return None
+
+
+class _Reader:
+    """The batches of one catch-up, in order. Rows are fetched here, or, once ``prefetch`` is
+    called (a long catch-up on PostgreSQL), by a child process one batch ahead
+    (``hub.store.prefetch``). If that process fails (it could not start, or it died), the
+    reading goes on here from the same position: a warning, not a failed rebuild.
+
+    Rows are read unfiltered by the global-position index (a topic filter in SQL makes
+    PostgreSQL scan every later row for each batch) and filtered on their clear topic: only
+    those of ``topics`` (all if empty) are decrypted and decoded."""
+
+    def __init__(self, store: EventStore, batch_size: int, topics: frozenset[str]):
+        self.store = store
+        self.batch_size = batch_size
+        self.topics = topics
+        self.ahead: RowPrefetcher | None = None
+
+    def prefetch(self, url: str, after: int) -> None:
+        """Have a child process fetch from ``after`` on (if one cannot be started: a warning,
+        and the reading stays here)."""
+        try:
+            self.ahead = RowPrefetcher(url, self.batch_size)
+            self.ahead.request(after)
+        except (OSError, StoreError) as exc:
+            log.warning("row prefetch not started; reading in this process", after=after,
+                        error=f"{type(exc).__name__}: {exc}")
+            self.close()
+
+    def read(self, after: int) -> _Batch:
+        rows: list[Fields] | None = None
+        if self.ahead is not None:
+            try:
+                head, rows = self.ahead.take(after)
+                if len(rows) >= self.batch_size:  # fetched there while this one is decoded
+                    self.ahead.request(rows[-1][0])
+            except StoreError as exc:
+                log.warning("row prefetch stopped; reading in this process", after=after,
+                            error=str(exc))
+                self.close()
+                rows = None
+        if rows is None:
+            head = self.store.max_position()  # everything up to here is committed and readable
+            rows = fields(self.store.recorder.rows_after(after, self.batch_size))
+        topics = self.topics
+        mine = [r for r in rows if r[2] in topics] if topics else rows
+        decode = self.store.decode
+        return _Batch([decode(*r) for r in mine], [r[2] for r in mine],
+                      rows[-1][0] if rows else after, len(rows) >= self.batch_size, head)
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            ahead, self.ahead = self.ahead, None
+            ahead.close()
 
 
 class ProjectionError(RuntimeError):
@@ -142,9 +203,20 @@ BATCH_SIZE = {"postgresql": 20_000, "sqlite": 5_000}
 ANALYZE_TARGET = 30
 
 
+#: The batches a catch-up must have left after its first for its rows to be fetched by a child
+#: process (``hub.store.prefetch``, PostgreSQL): starting one takes about half a second, a batch
+#: of 20,000 rows about a third of a second to fetch here. At a million events the rebuild took
+#: 42.0 s with it against 48.1 s without (the reading thread's fetching, two fifths of its
+#: work, moves to another core).
+PREFETCH_MIN_BATCHES = 4
+
+
 class ProjectionRunner:
     def __init__(self, store: EventStore, engine: sa.Engine, projections: Sequence[Projection],
-                 *, batch_size: int | None = None, clock: Callable[[], datetime] = _now):
+                 *, batch_size: int | None = None, clock: Callable[[], datetime] = _now,
+                 prefetch: bool = True):
+        """``prefetch``: a catch-up of many batches on PostgreSQL has its rows fetched by a
+        child process (``hub.store.prefetch``; when the store was opened from a URL)."""
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ProjectionError(f"duplicate projection names: {names}")
@@ -156,6 +228,7 @@ class ProjectionRunner:
         self.batch_size = batch_size or BATCH_SIZE[engine.dialect.name]
         self.clock = clock
         self._pg = engine.dialect.name == "postgresql"
+        self.prefetch = prefetch
         self._positions_exist = False
         """``projection_positions`` was seen or created (it is never dropped)."""
         self._fresh: dict[str, tuple[int, dict[str, SeenKeys]]] = {}
@@ -303,8 +376,13 @@ class ProjectionRunner:
         overlap."""
         topics = frozenset() if not all(p.topics for p in group) else frozenset(
             t for p in group for t in p.topics)
-        batch: _Batch | None = self._read(start, topics)
+        reader = _Reader(self.store, self.batch_size, topics)
+        batch: _Batch | None = reader.read(start)
         parallel = len(group) > 1 and self._pg and batch.full
+        url = self.store.recorder.url
+        left_to_read = (batch.head if until is None else min(batch.head, until)) - batch.last
+        fetch_there = (parallel and self.prefetch and url is not None
+                       and left_to_read >= PREFETCH_MIN_BATCHES * self.batch_size)
         lanes = [[p] for p in group] if parallel else [list(group)]
         queues: list[queue.Queue[_Work | None]] = [queue.Queue(_AHEAD) for _ in lanes]
         halt = threading.Event()
@@ -349,17 +427,23 @@ class ProjectionRunner:
             lane_done = [pool.submit(apply_lane, ps, q)
                          for ps, q in zip(lanes, queues, strict=True)]
             try:
+                if fetch_there:  # (in the ``try``: whatever happens, ``close`` ends the child)
+                    reader.prefetch(url, batch.last)  # type: ignore[arg-type]
                 after = start
                 while not halt.is_set():
                     if batch is None:
-                        batch = self._read(after, topics)
+                        batch = reader.read(after)
                     end = batch.last if batch.full else max(batch.head, batch.last)
                     if until is not None:
                         end = min(end, until)
                     if end <= after:  # nothing after the last batch
                         break
-                    events = [e for e in batch.events if (e.position or 0) <= end]
-                    work = _Work(after, end, events, [e.event_type for e in events])
+                    events, types = batch.events, batch.types
+                    if end < batch.last:  # (``until`` cuts the batch)
+                        kept = [(e.position or 0) <= end for e in events]
+                        events = list(compress(events, kept))
+                        types = list(compress(types, kept))
+                    work = _Work(after, end, events, types, frozenset(types))
                     with lock:
                         left[end] = len(lanes)
                     for q in queues:
@@ -369,12 +453,13 @@ class ProjectionRunner:
                     if not batch.full or (until is not None and end >= until):
                         break
                     batch = None
-                    del events, work
+                    del events, types, work
             finally:
                 closed.set()  # first: nothing below may block (a second Ctrl-C lands anywhere)
                 for q in queues:  # wake the lanes now (a full queue's sees ``closed`` when empty)
                     with suppress(queue.Full):
                         q.put_nowait(None)
+                reader.close()
                 for f in lane_done:
                     f.result()
         if errors:
@@ -390,8 +475,12 @@ class ProjectionRunner:
         idle: list[Projection] = []
         for p in projections:
             topics = wanted[p.name]
-            mine = work.events if not topics else [
-                e for e, kind in zip(work.events, work.types, strict=True) if kind in topics]
+            if not topics:
+                mine = work.events
+            elif topics.isdisjoint(work.present):
+                mine = []
+            else:
+                mine = list(compress(work.events, map(topics.__contains__, work.types)))
             if not mine:
                 idle.append(p)
             elif self._apply(conn, p, work.after, work.end, mine):
@@ -400,17 +489,6 @@ class ProjectionRunner:
             advanced = self._advance(conn, [p.name for p in idle], work.after, work.end)
             moved += [p for p in idle if p.name in advanced]
         return [p for p in projections if p in moved]
-
-    def _read(self, after: int, topics: frozenset[str]) -> _Batch:
-        """The next rows after ``after``; only those of ``topics`` are decrypted and decoded.
-
-        Rows are read unfiltered by the global-position index (a topic filter in SQL makes
-        PostgreSQL scan every later row for each batch) and filtered on their clear topic."""
-        head = self.store.max_position()  # everything up to here is committed and readable
-        rows = self.store.recorder.rows_after(after, self.batch_size)
-        events = [self.store.from_row(r) for r in rows if not topics or r.topic in topics]
-        last = rows[-1].position if rows else after
-        return _Batch(events, last, len(rows) >= self.batch_size, head)
 
     def _advance(self, conn: sa.Connection, names: Sequence[str], expected: int,
                  end: int) -> list[str]:

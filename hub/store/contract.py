@@ -138,6 +138,10 @@ class AppendOutcome:
 class EventRecorder(ABC):
     """The SQL side of one backend. All methods are transactional on their own."""
 
+    url: str | None = None
+    """The URL it was opened from (``hub.bootstrap.open_recorder``), for another process to
+    open the same store (``hub.store.prefetch``); None when made otherwise."""
+
     @abstractmethod
     def create_tables(self) -> None: ...
 

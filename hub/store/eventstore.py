@@ -71,11 +71,12 @@ class EventStore:
         self.pseudonymizer = pseudonymizer
         self.cipher = cipher
         self.clock = clock
+        self.person_key = pseudonymizer.person_key
+        """A CPR or substitute number's pseudonym, ``person_key(identifier, *, remember=True)``
+        (``Pseudonymizer.person_key`` itself, not a wrapper: projections call it for most
+        events of a rebuild)."""
 
     # --- writing --------------------------------------------------------------------------
-
-    def person_key(self, identifier: str, *, remember: bool = True) -> str:
-        return self.pseudonymizer.person_key(identifier, remember=remember)
 
     def to_rows(self, events: Sequence[ev.CanonicalEvent]) -> list[EventRow]:
         """Every event's sealed row (for tools that write rows themselves: benchmarks)."""
@@ -150,8 +151,16 @@ class EventStore:
     # --- reading --------------------------------------------------------------------------
 
     def from_row(self, row: StoredRow) -> ev.CanonicalEvent:
-        d: dict[str, Any] = orjson.loads(self.cipher.open(row.state, row.originator_id.bytes))
-        cls = ev.PAYLOAD_TYPES[row.topic]
+        return self.decode(row.position, row.originator_id.bytes, row.topic, row.state,
+                           row.recorded_at)
+
+    def decode(self, position: int, stream: bytes, topic: str, state: bytes,
+               recorded_at: datetime | None) -> ev.CanonicalEvent:
+        """An event from the fields of its stored row that decoding needs (the stream id's
+        16 bytes authenticate the payload): ``from_row``, and rows fetched by another process
+        (``hub.store.prefetch``), which sends these fields only."""
+        d: dict[str, Any] = orjson.loads(self.cipher.open(state, stream))
+        cls = ev.PAYLOAD_TYPES[topic]
         return ev.CanonicalEvent(
             event_id=UUID(d["event_id"]),
             source_system=d["source_system"],
@@ -164,8 +173,8 @@ class EventStore:
             case_key=d["case_key"],
             actor=d["actor"],
             schema_version=d["schema_version"],
-            recorded_at=row.recorded_at,
-            position=row.position,
+            recorded_at=recorded_at,
+            position=position,
         )
 
     def read(self, after: int = 0, limit: int = 1000, types: Sequence[str] = ()

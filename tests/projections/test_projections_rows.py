@@ -95,3 +95,38 @@ def test_garbage_collection_is_on_again_after_a_run(store, engine, fails):
         make_runner(store, engine, batch_size=3).rebuild()
         assert make_runner(store, engine).status()[0].lag == 0
     assert gc.isenabled()
+
+
+def test_rows_by_first_key_column_see_every_put_delete_and_load_in_either_order(engine):
+    """``KeyedRows.with_first`` indexes its rows only when first asked; rows put, deleted or
+    loaded before and after that are all found (or not), and ``set_group`` leaves exactly the
+    rows it is given, in memory and in the table."""
+    md = sa.MetaData()
+    members = sa.Table("t_members", md, sa.Column("pathway_id", sa.String, primary_key=True),
+                       sa.Column("person_key", sa.String, primary_key=True))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(members.insert(), [{"pathway_id": "p1", "person_key": "stored"},
+                                        {"pathway_id": "p2", "person_key": "other"}])
+
+    def names(rows: list[dict]) -> list[str]:
+        return sorted(r["person_key"] for r in rows)
+
+    with engine.begin() as conn:
+        cache = KeyedRows(members)
+        cache.put({"pathway_id": "p1", "person_key": "early"})
+        cache.put({"pathway_id": "p2", "person_key": "gone"})
+        cache.delete(("p2", "gone"))
+        assert names(cache.with_first(conn, "p1")) == ["early", "stored"]  # put, then loaded
+        cache.put({"pathway_id": "p1", "person_key": "late"})
+        cache.put({"pathway_id": "p3", "person_key": "new"})
+        assert names(cache.with_first(conn, "p1")) == ["early", "late", "stored"]
+        assert names(cache.with_first(conn, "p2")) == ["other"]  # loaded after the index
+        assert names(cache.with_first(conn, "p3")) == ["new"]
+        cache.set_group(conn, "p1", [{"pathway_id": "p1", "person_key": "late"},
+                                     {"pathway_id": "p1", "person_key": "added"}])
+        assert names(cache.with_first(conn, "p1")) == ["added", "late"]
+        cache.flush(conn)
+    with engine.connect() as conn:
+        stored = sorted(tuple(r) for r in conn.execute(sa.select(members)))
+    assert stored == [("p1", "added"), ("p1", "late"), ("p2", "other"), ("p3", "new")]

@@ -255,6 +255,49 @@ def test_status_selection_and_errors(store, engine):
         ProjectionRunner(store, engine, [CitizenOverviewProjection(store.person_key)]).run()
 
 
+class PersonCounter(Counter):
+    """A Counter of two event types only (a topic filter on the runner's side)."""
+
+    name = "person_counter"
+    topics = ("PersonRegistered", "PersonRelationChanged")
+
+    def define_tables(self, metadata: sa.MetaData) -> None:
+        self.table = sa.Table("person_counter_counts", metadata,
+                              sa.Column("event_type", sa.String(64), primary_key=True),
+                              sa.Column("n", sa.Integer, nullable=False))
+
+
+def test_a_batch_cut_by_until_gives_each_projection_its_events_up_to_there(store, engine):
+    """``run(until=k)`` inside one batch: the batch is cut at ``k`` (events and their types
+    alike), every projection gets exactly its events of positions ``1..k``, and the next run
+    the rest."""
+    store.append(sc.family())
+    events = store.read(0, 1000)
+    until = next(e.position for e in events if e.event_type == "PersonRelationChanged")
+    every, persons = Counter(), PersonCounter()
+    runner = make_runner(store, engine, batch_size=1000, projections=[every, persons])
+
+    def expected(upto: int, topics: tuple[str, ...]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in events:
+            if e.position <= upto and (not topics or e.event_type in topics):
+                out[e.event_type] = out.get(e.event_type, 0) + 1
+        return out
+
+    def table_counts(table: sa.Table) -> dict[str, int]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.select(table.c.event_type, table.c.n)).all())
+
+    runner.run(until=until)
+    assert table_counts(every.table) == expected(until, ())
+    assert table_counts(persons.table) == expected(until, persons.topics)
+    assert len(expected(until, persons.topics)) == 2  # both types on each side of the cut
+    assert expected(until, persons.topics) != expected(events[-1].position, persons.topics)
+    runner.run()
+    assert table_counts(every.table) == expected(events[-1].position, ())
+    assert table_counts(persons.table) == expected(events[-1].position, persons.topics)
+
+
 def test_topic_filtered_projection_reaches_the_head(store, engine):
     """A projection that reads few event types still tracks the store's head (status lag 0)."""
     store.append(sc.family())

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,13 +18,17 @@ import sqlalchemy as sa
 
 import projections.runner as runner_module
 from hub.domain import events as ev
+from hub.store.contract import StoreError
+from hub.store.prefetch import RowPrefetcher, fields
 from hub.store.testing import action
 from projections.base import Projection
 from projections.db import readmodel_engine
+from projections.registry import build_projections
 from projections.rows import upsert
 from projections.runner import ProjectionError, ProjectionRunner, positions
 from tests.conftest import make_store
 from tests.projections import scenario as sc
+from tests.projections.conftest import MODULES, dump
 
 
 class Count(Projection):
@@ -246,7 +252,8 @@ def test_a_reader_failure_ends_the_lanes_and_is_raised(pg, monkeypatch):
     store, engine = pg
     store.append(_events(60))
     a, b = Count("a"), Count("b")
-    runner = ProjectionRunner(store, engine, [a, b], batch_size=5)
+    # (rows fetched in this process: a child process's failure is the next test's)
+    runner = ProjectionRunner(store, engine, [a, b], batch_size=5, prefetch=False)
     runner.prepare()
     rows_after = store.recorder.rows_after
     reads = 0
@@ -269,3 +276,175 @@ def test_a_reader_failure_ends_the_lanes_and_is_raised(pg, monkeypatch):
     monkeypatch.setattr(store.recorder, "rows_after", rows_after)
     assert runner.run() == 45
     assert a.total(engine) == b.total(engine) == 60
+
+
+@pytest.fixture
+def prefetchers(monkeypatch) -> list[RowPrefetcher]:
+    """Every RowPrefetcher made meanwhile (the real class: only its making is noted)."""
+    made: list[RowPrefetcher] = []
+    real_init = RowPrefetcher.__init__
+
+    def noting_init(self, url, limit):  # noqa: ANN001, ANN202
+        made.append(self)
+        real_init(self, url, limit)
+
+    monkeypatch.setattr(RowPrefetcher, "__init__", noting_init)
+    return made
+
+
+class KillsPrefetch(Count):
+    """A count that kills the row prefetch process in its third batch."""
+
+    def __init__(self, name: str, prefetchers: list[RowPrefetcher]) -> None:
+        super().__init__(name)
+        self.batches = 0
+        self.prefetchers = prefetchers
+
+    def handle(self, events: Sequence[ev.CanonicalEvent], conn: sa.Connection) -> None:
+        self.batches += 1
+        if self.batches == 3:
+            (p,) = self.prefetchers
+            p.process.kill()
+            p.process.wait(10)
+        super().handle(events, conn)
+
+
+def test_rows_fetched_by_a_child_process_project_as_rows_fetched_here(pg, prefetchers):
+    """A catch-up of many batches on PostgreSQL reads through the prefetch process (one is
+    started, and it has ended when the run returns): the read models equal those of an
+    in-process read."""
+    store, engine = pg
+    store.append(sc.family() + _events(40))
+    projections = build_projections(store.person_key, MODULES)
+    ProjectionRunner(store, engine, projections, batch_size=4, prefetch=False).rebuild()
+    assert prefetchers == []
+    here = dump(engine, projections)
+    ProjectionRunner(store, engine, projections, batch_size=4).rebuild()
+    (p,) = prefetchers
+    assert p.answered == 15  # every batch after the first (63 events, 4 a batch) came from it
+    assert p.process.returncode == 0  # asked to stop, not killed
+    assert dump(engine, projections) == here
+
+
+def test_a_prefetch_process_that_dies_leaves_the_reading_to_this_process(pg, prefetchers):
+    """The child process killed mid-run: the reader goes on from where it was, in this
+    process; every event is applied once."""
+    store, engine = pg
+    store.append(_events(60))
+    a, b = KillsPrefetch("a", prefetchers), Count("b")
+    runner = ProjectionRunner(store, engine, [a, b], batch_size=5)
+    runner.prepare()
+    assert runner.run() == 60
+    assert a.batches == 12 and prefetchers[0].process.returncode == -signal.SIGKILL
+    assert stored_positions(engine) == {"a": 60, "b": 60}
+    assert a.total(engine) == b.total(engine) == 60
+
+
+def test_a_prefetch_process_that_cannot_open_the_store_leaves_the_reading_to_this_process(
+        pg, prefetchers):
+    """A child that cannot open the store (here: a URL it cannot use) fails its first fetch:
+    the catch-up reads here instead and completes."""
+    store, engine = pg
+    store.append(_events(60))
+    a, b = Count("a"), Count("b")
+    runner = ProjectionRunner(store, engine, [a, b], batch_size=5)
+    runner.prepare()
+    real = store.recorder.url
+    store.recorder.url = "mysql://127.0.0.1/glasplade"
+    try:
+        assert runner.run() == 60
+    finally:
+        store.recorder.url = real
+    assert a.total(engine) == b.total(engine) == 60
+    (p,) = prefetchers
+    assert p.answered == 0 and p.process.returncode is not None  # it served nothing, ended
+
+
+def test_a_prefetch_process_that_cannot_be_started_leaves_the_reading_to_this_process(
+        pg, prefetchers, monkeypatch):
+    """No interpreter to start: the catch-up reads here and completes."""
+    store, engine = pg
+    store.append(_events(60))
+    a, b = Count("a"), Count("b")
+    runner = ProjectionRunner(store, engine, [a, b], batch_size=5)
+    runner.prepare()
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    assert runner.run() == 60
+    assert len(prefetchers) == 1 and a.total(engine) == b.total(engine) == 60
+
+
+def test_no_prefetch_process_when_until_is_near(pg, prefetchers):
+    """A catch-up that stops a few batches in (``until``: where it merges with another
+    projection) is not worth a child process, however far the head is."""
+    store, engine = pg
+    store.append(_events(60))
+    a, b = Count("a"), Count("b")
+    runner = ProjectionRunner(store, engine, [a, b], batch_size=5)
+    runner.prepare()
+    assert runner.run(until=15) == 15
+    assert prefetchers == []
+    assert runner.run() == 45 and len(prefetchers) == 1
+
+
+def test_the_prefetch_child_gets_no_hub_settings_from_the_environment(pg, monkeypatch):
+    """Keys and URLs in the hub's environment stay in this process."""
+    store, _ = pg
+    monkeypatch.setenv("GLASPLADE_DATA_KEY", "c2VjcmV0LWRhdGEta2V5")
+    monkeypatch.setenv("GLASPLADE_STORE_URL", "postgresql://hub:secret@db/glasplade")
+    p = RowPrefetcher(store.recorder.url, 5)
+    try:
+        p.take(0)  # (answered: the child is up)
+        environ = Path(f"/proc/{p.process.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        p.close()
+    names = {e.split(b"=", 1)[0] for e in environ if e}
+    assert b"PATH" in names and b"PYTHONPATH" in names
+    assert not [n for n in names if n.startswith(b"GLASPLADE_")]
+
+
+def test_the_prefetch_child_reports_its_failure_as_a_store_error():
+    """What the reader falls back on: the child's failure reaches the parent as a StoreError
+    with the cause, and the child ends."""
+    p = RowPrefetcher("mysql://127.0.0.1/glasplade", 5)
+    try:
+        with pytest.raises(StoreError, match="prefetch process failed: StoreError: not a "
+                           "PostgreSQL URL"):
+            p.take(0)
+    finally:
+        p.close()
+    assert p.process.returncode == 0
+
+
+def test_a_script_without_a_main_guard_runs_once_with_a_prefetch_process(pg, tmp_path):
+    """The child is a fresh interpreter (not a ``multiprocessing`` one, which would import
+    the script again): a script's top level runs once, and the child answers."""
+    store, _ = pg
+    store.append(_events(7))
+    mark = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from hub.store.prefetch import RowPrefetcher\n"
+        f"open({str(mark)!r}, 'a').write('ran\\n')\n"
+        f"p = RowPrefetcher({store.recorder.url!r}, 5)\n"
+        "head, rows = p.take(0)\n"
+        "p.close()\n"
+        "print(head, [r[0] for r in rows])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert mark.read_text() == "ran\n"
+    assert done.stdout.split("[")[1] == "1, 2, 3, 4, 5]\n"
+
+
+def test_shared_fields_are_the_same_values_with_repeats_as_one_object(pg):
+    """What the child sends: the same fields as here, a recorded time and a topic repeated
+    in the batch as one object (pickled once)."""
+    store, _ = pg
+    store.append(_events(6))
+    store.append([action("dubu:S-2", sc.CHILD, 9, record_id="R-other")])
+    rows = store.recorder.rows_after(0, 100)
+    plain, shared = fields(rows), fields(rows, shared=True)
+    assert shared == plain and len(plain) == 7
+    assert len({id(r[4]) for r in shared}) == len({r[4] for r in plain}) == 2
+    assert len({id(r[2]) for r in shared}) == len({r[2] for r in plain})
