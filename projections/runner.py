@@ -128,15 +128,12 @@ class _Reader:
     def read(self, after: int) -> _Batch:
         rows: list[Fields] | None = None
         if self.ahead is not None:
-            try:
+            try:  # (the next batch is fetched there while this one is decoded)
                 head, rows = self.ahead.take(after)
-                if len(rows) >= self.batch_size:  # fetched there while this one is decoded
-                    self.ahead.request(rows[-1][0])
             except StoreError as exc:
                 log.warning("row prefetch stopped; reading in this process", after=after,
                             error=str(exc))
                 self.close()
-                rows = None
         if rows is None:
             head = self.store.max_position()  # everything up to here is committed and readable
             rows = fields(self.store.recorder.rows_after(after, self.batch_size))

@@ -437,14 +437,41 @@ def test_a_script_without_a_main_guard_runs_once_with_a_prefetch_process(pg, tmp
     assert done.stdout.split("[")[1] == "1, 2, 3, 4, 5]\n"
 
 
-def test_shared_fields_are_the_same_values_with_repeats_as_one_object(pg):
-    """What the child sends: the same fields as here, a recorded time and a topic repeated
-    in the batch as one object (pickled once)."""
+def test_fields_are_the_rows_values_with_repeats_as_one_object(pg):
+    """What the child sends: each row's position, stream id, topic, sealed payload and recorded
+    time, a recorded time and a topic repeated in the batch as one object (pickled once)."""
     store, _ = pg
     store.append(_events(6))
     store.append([action("dubu:S-2", sc.CHILD, 9, record_id="R-other")])
     rows = store.recorder.rows_after(0, 100)
-    plain, shared = fields(rows), fields(rows, shared=True)
-    assert shared == plain and len(plain) == 7
-    assert len({id(r[4]) for r in shared}) == len({r[4] for r in plain}) == 2
-    assert len({id(r[2]) for r in shared}) == len({r[2] for r in plain})
+    got = fields(rows)
+    assert got == [(r.position, r.originator_id.bytes, r.topic, r.state, r.recorded_at)
+                   for r in rows] and len(got) == 7
+    assert len({id(r[4]) for r in got}) == len({r.recorded_at for r in rows}) == 2
+    assert len({id(r[2]) for r in got}) == len({r.topic for r in rows})
+
+
+def test_rows_received_are_kept_when_asking_for_the_next_batch_fails(pg, monkeypatch):
+    """``take`` returns the rows it received even if requesting the next batch fails (they
+    are not fetched again); the failure shows at the next ``take``."""
+    store, _ = pg
+    store.append(_events(12))
+    p = RowPrefetcher(store.recorder.url, 5)
+    try:
+        real_request = p.request
+        calls: list[int] = []
+
+        def request(after: int) -> None:
+            calls.append(after)
+            if len(calls) > 1:
+                p.process.kill()
+                p.process.wait(10)
+            real_request(after)
+
+        monkeypatch.setattr(p, "request", request)
+        head, rows = p.take(0)
+        assert (head, [r[0] for r in rows], calls) == (12, [1, 2, 3, 4, 5], [0, 5])
+        with pytest.raises(StoreError, match="prefetch process ended"):
+            p.take(5)
+    finally:
+        p.close()
